@@ -1,0 +1,275 @@
+"""Job state: the state machine, the store interface, and the in-memory backend.
+
+Both backends (``MemoryStore`` here, ``DynamoStore`` in ``dynamostore.py``) implement
+``JobStore`` and pass one contract suite (``tests/test_store_contract.py``). The allowed
+state transitions live in one table, ``TRANSITIONS``, and every write that changes a
+job's state goes through it: a lock plus ``check_transition`` for the dict, a
+``ConditionExpression`` derived from the same table for DynamoDB.
+
+Leases: a job is worked on by whoever *owns* it (one orchestrator process) while its
+lease is live. Anyone may claim a queued or running job whose lease has expired, which
+is how a job survives the death of the orchestrator that was running it.
+
+Run ``python store.py create-table`` to create the DynamoDB table named by
+``JOBS_TABLE_NAME`` at the endpoint the standard AWS variables point to.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import enum
+import threading
+import time
+from typing import Any, Callable, Protocol
+
+DEFAULT_MEMORY_MAX_JOBS = 10_000
+DEFAULT_TTL_SECONDS = 7 * 24 * 3600
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life. Values are what the API and the table store."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# The one state-transition table. running -> running is a new claim of a job whose
+# owner's lease expired (crash recovery); progress updates do not change state.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED}),
+    JobState.RUNNING: frozenset({JobState.RUNNING, JobState.DONE, JobState.FAILED}),
+    JobState.DONE: frozenset(),
+    JobState.FAILED: frozenset(),
+}
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+
+
+def allowed_from(to_state: JobState) -> frozenset[JobState]:
+    """The states from which ``to_state`` may be entered."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if to_state in targets)
+
+
+class StoreError(Exception):
+    """Base class of the store's errors."""
+
+
+class JobNotFound(StoreError):
+    def __init__(self, job_id: str):
+        super().__init__(f"job {job_id} does not exist")
+        self.job_id = job_id
+
+
+class JobExists(StoreError):
+    def __init__(self, job_id: str):
+        super().__init__(f"job {job_id} already exists")
+        self.job_id = job_id
+
+
+class IllegalTransition(StoreError):
+    def __init__(self, job_id: str, from_state: str, to_state: str):
+        super().__init__(f"job {job_id}: illegal transition {from_state} -> {to_state}")
+        self.job_id, self.from_state, self.to_state = job_id, from_state, to_state
+
+
+class LeaseLost(StoreError):
+    """The caller no longer owns the job: another orchestrator claimed it, or it finished."""
+
+    def __init__(self, job_id: str, owner: str):
+        super().__init__(f"job {job_id}: lease not held by {owner}")
+        self.job_id, self.owner = job_id, owner
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached or is throttling, after bounded retries."""
+
+
+class StoreFull(StoreError):
+    """The in-memory store holds its maximum of active jobs."""
+
+
+def check_transition(job_id: str, from_state: str, to_state: JobState) -> None:
+    """Raise ``IllegalTransition`` unless the table allows ``from_state -> to_state``."""
+    if to_state not in TRANSITIONS[JobState(from_state)]:
+        raise IllegalTransition(job_id, str(JobState(from_state).value), to_state.value)
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-28T09:23:02.123Z``."""
+    dt = datetime.datetime.fromtimestamp(epoch_seconds, datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+class JobStore(Protocol):
+    """What the orchestrator needs from job state. Jobs are plain dicts with the keys
+    ``jobId state progress result error createdAt updatedAt input attempts owner
+    leaseExpiresAt`` (``input`` is ``{"prompt", "seed", "style"}``; ``leaseExpiresAt``
+    is epoch milliseconds). Returned dicts are the caller's to keep."""
+
+    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int) -> dict[str, Any]:
+        """Create a ``queued`` job owned by ``owner`` for ``lease_ms``. Raises ``JobExists``."""
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job, read strongly consistently, or None."""
+
+    def claim(self, job_id: str, owner: str, lease_ms: int) -> dict[str, Any] | None:
+        """Move a job to ``running`` under ``owner``'s lease and count an attempt.
+
+        Allowed when the job is active (queued or running) and either ``owner`` already
+        owns it or its lease has expired. Returns the claimed job, or None when it is not
+        claimable (finished, or live under another owner, or absent)."""
+
+    def heartbeat(self, job_id: str, owner: str, progress: float, lease_ms: int) -> None:
+        """Record progress (never lower than stored) and extend the lease.
+        Raises ``LeaseLost`` unless the job is running under ``owner``."""
+
+    def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
+               error: str | None = None) -> dict[str, Any]:
+        """Move a job owned by ``owner`` to ``done`` (progress 1.0, ``result``) or
+        ``failed`` (``error``). Raises ``IllegalTransition`` if it already finished and
+        ``LeaseLost`` if someone else owns it."""
+
+    def release(self, job_id: str, owner: str) -> None:
+        """Hand a job back (its lease expires now) so another orchestrator can take it."""
+
+    def expired(self, limit: int) -> list[str]:
+        """Ids of active jobs whose lease has expired, oldest lease first, at most ``limit``."""
+
+
+class MemoryStore:
+    """Jobs in a dict, for local runs. Bounded: past ``max_jobs`` the oldest finished
+    jobs are forgotten; if every job is still active, ``create`` raises ``StoreFull``."""
+
+    def __init__(self, max_jobs: int = DEFAULT_MEMORY_MAX_JOBS, clock: Callable[[], float] = time.time):
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._finished: collections.deque[str] = collections.deque()
+        self._lock = threading.Lock()
+        self._max_jobs = max_jobs
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int) -> dict[str, Any]:
+        now = self._clock()
+        job = {
+            "jobId": job_id, "state": JobState.QUEUED.value, "progress": 0.0,
+            "result": None, "error": None, "createdAt": iso_utc(now), "updatedAt": iso_utc(now),
+            "input": dict(job_input), "attempts": 0, "owner": owner,
+            "leaseExpiresAt": int(now * 1000) + lease_ms,
+        }
+        with self._lock:
+            if job_id in self._jobs:
+                raise JobExists(job_id)
+            self._make_room()
+            self._jobs[job_id] = job
+            return dict(job)
+
+    def _make_room(self) -> None:
+        while len(self._jobs) >= self._max_jobs:
+            if not self._finished:
+                raise StoreFull(f"the in-memory store holds {self._max_jobs} active jobs")
+            self._jobs.pop(self._finished.popleft(), None)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        job = self._jobs.get(job_id)
+        return dict(job) if job is not None else None
+
+    def claim(self, job_id: str, owner: str, lease_ms: int) -> dict[str, Any] | None:
+        now = self._clock()
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or JobState(job["state"]) not in ACTIVE_STATES:
+                return None
+            if job["owner"] != owner and job["leaseExpiresAt"] > now * 1000:
+                return None
+            check_transition(job_id, job["state"], JobState.RUNNING)
+            job.update(state=JobState.RUNNING.value, owner=owner, attempts=job["attempts"] + 1,
+                       leaseExpiresAt=int(now * 1000) + lease_ms, updatedAt=iso_utc(now))
+            return dict(job)
+
+    def _owned(self, job_id: str, owner: str) -> dict[str, Any]:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        if job["owner"] != owner:
+            raise LeaseLost(job_id, owner)
+        return job
+
+    def heartbeat(self, job_id: str, owner: str, progress: float, lease_ms: int) -> None:
+        now = self._clock()
+        with self._lock:
+            job = self._owned(job_id, owner)
+            if job["state"] != JobState.RUNNING.value:
+                raise LeaseLost(job_id, owner)
+            job.update(progress=max(job["progress"], progress), updatedAt=iso_utc(now),
+                       leaseExpiresAt=int(now * 1000) + lease_ms)
+
+    def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
+               error: str | None = None) -> dict[str, Any]:
+        now = self._clock()
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            check_transition(job_id, job["state"], state)
+            if job["owner"] != owner:
+                raise LeaseLost(job_id, owner)
+            job.update(state=state.value, updatedAt=iso_utc(now), leaseExpiresAt=None)
+            if state is JobState.DONE:
+                job.update(progress=1.0, result=result)
+            else:
+                job.update(error=error)
+            self._finished.append(job_id)
+            return dict(job)
+
+    def release(self, job_id: str, owner: str) -> None:
+        with self._lock:
+            job = self._owned(job_id, owner)
+            if JobState(job["state"]) in ACTIVE_STATES:
+                job["leaseExpiresAt"] = 0
+
+    def expired(self, limit: int) -> list[str]:
+        now_ms = self._clock() * 1000
+        with self._lock:
+            stale = [j for j in self._jobs.values()
+                     if j["leaseExpiresAt"] is not None and j["leaseExpiresAt"] <= now_ms]
+        stale.sort(key=lambda j: j["leaseExpiresAt"])
+        return [j["jobId"] for j in stale[:limit]]
+
+
+def open_store(table_name: str | None, *, ttl_seconds: int = DEFAULT_TTL_SECONDS,
+               memory_max_jobs: int = DEFAULT_MEMORY_MAX_JOBS) -> JobStore:
+    """The DynamoDB store when ``table_name`` is set, else the in-memory one.
+    boto3 is imported only on the DynamoDB path."""
+    if not table_name:
+        return MemoryStore(max_jobs=memory_max_jobs)
+    import dynamostore  # noqa: PLC0415 - keeps boto3 off the in-memory start path
+
+    return dynamostore.DynamoStore(table_name, ttl_seconds=ttl_seconds)
+
+
+def main(argv: list[str]) -> int:
+    """``python store.py create-table``: create the jobs table (idempotent)."""
+    import os  # noqa: PLC0415
+
+    if argv[1:] != ["create-table"]:
+        print("usage: python store.py create-table\n"
+              "  Creates the DynamoDB table named by JOBS_TABLE_NAME (default ghost-engine-jobs-dev)\n"
+              "  at the endpoint given by the standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION).",
+              file=__import__("sys").stderr)
+        return 0 if argv[1:] in (["-h"], ["--help"]) else 2
+    import dynamostore  # noqa: PLC0415
+
+    name = os.environ.get("JOBS_TABLE_NAME") or "ghost-engine-jobs-dev"
+    created = dynamostore.create_table(name)
+    print(f"{'created' if created else 'exists'}: {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv))
