@@ -17,11 +17,12 @@ Run ``python store.py create-table`` to create the DynamoDB table named by
 from __future__ import annotations
 
 import collections
-import datetime
 import enum
 import threading
 import time
 from typing import Any, Callable, Protocol
+
+from logjson import iso_utc
 
 DEFAULT_MEMORY_MAX_JOBS = 10_000
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
@@ -94,12 +95,6 @@ def check_transition(job_id: str, from_state: str, to_state: JobState) -> None:
     """Raise ``IllegalTransition`` unless the table allows ``from_state -> to_state``."""
     if to_state not in TRANSITIONS[JobState(from_state)]:
         raise IllegalTransition(job_id, str(JobState(from_state).value), to_state.value)
-
-
-def iso_utc(epoch_seconds: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-28T09:23:02.123Z``."""
-    dt = datetime.datetime.fromtimestamp(epoch_seconds, datetime.timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 class JobStore(Protocol):

@@ -1,0 +1,165 @@
+"""The orchestrator service: the public API of the Ghost Engine kernel.
+
+``POST /generate-scene`` validates a job, records it as ``queued`` and answers 202 at
+once; ``dispatcher.Dispatcher`` runs it on the worker in the background.
+``GET /status/<jobId>`` reads the job from the store. ``GET /healthz`` says it is up.
+
+Run: ``python orchestrator.py`` (configuration from the environment; see README).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import httpkit
+import logjson
+import scene
+import store
+from dispatcher import DispatchConfig, Dispatcher, WorkerClient
+from httpkit import Env, HTTPError, JsonHandler, Router
+from logjson import log
+
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+PUBLIC_FIELDS = ("jobId", "state", "progress", "result", "error", "createdAt", "updatedAt", "input", "attempts")
+JSON_SAFE_SEED_BOUND = 2**53  # chosen seeds survive JavaScript clients' float64 numbers
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    jobs_table_name: str | None = None
+    job_ttl_days: int = 7
+    memory_max_jobs: int = store.DEFAULT_MEMORY_MAX_JOBS
+    max_body_bytes: int = 16 * 1024
+    shutdown_grace_seconds: float = 20.0
+    dispatch: DispatchConfig = DispatchConfig()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "OrchestratorConfig":
+        env = Env(environ)
+        table = env.text("JOBS_TABLE_NAME", "") or None
+        d = DispatchConfig
+        dispatch = DispatchConfig(
+            worker_url=env.text("WORKER_URL", d.worker_url),
+            max_concurrent_jobs=env.integer("MAX_CONCURRENT_JOBS", d.max_concurrent_jobs, minimum=1),
+            max_queued_jobs=env.integer("MAX_QUEUED_JOBS", d.max_queued_jobs, minimum=1),
+            dispatch_attempts=env.integer("DISPATCH_ATTEMPTS", d.dispatch_attempts, minimum=1),
+            retry_backoff_ms=env.integer("RETRY_BACKOFF_MS", d.retry_backoff_ms),
+            worker_connect_timeout_seconds=env.number("WORKER_CONNECT_TIMEOUT_SECONDS", d.worker_connect_timeout_seconds, 0.1),
+            worker_timeout_seconds=env.number("WORKER_TIMEOUT_SECONDS", d.worker_timeout_seconds, 0.1),
+            lease_seconds=env.number("JOB_LEASE_SECONDS", d.lease_seconds, 1.0),
+            max_job_attempts=env.integer("MAX_JOB_ATTEMPTS", d.max_job_attempts, minimum=1),
+            # Every step in memory; at most one write a second per job in DynamoDB (cost).
+            progress_write_interval_ms=env.integer("PROGRESS_WRITE_INTERVAL_MS", 1000 if table else 0),
+            reaper_interval_seconds=env.number("REAPER_INTERVAL_SECONDS", d.reaper_interval_seconds, 0.05),
+        )
+        return cls(
+            host=env.text("HOST", cls.host),
+            port=env.integer("PORT", cls.port),
+            log_level=env.level(),
+            jobs_table_name=table,
+            job_ttl_days=env.integer("JOB_TTL_DAYS", cls.job_ttl_days, minimum=1),
+            memory_max_jobs=env.integer("MEMORY_MAX_JOBS", cls.memory_max_jobs, minimum=1),
+            max_body_bytes=env.integer("MAX_BODY_BYTES", cls.max_body_bytes, minimum=256),
+            shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+            dispatch=dispatch,
+        )
+
+
+@dataclass
+class Orchestrator:
+    """The orchestrator's application state, shared by all request threads."""
+
+    config: OrchestratorConfig
+    store: store.JobStore
+    dispatcher: Dispatcher
+
+
+def public_view(job: dict[str, Any]) -> dict[str, Any]:
+    """What ``GET /status`` shows of a job (no lease internals)."""
+    return {k: job.get(k) for k in PUBLIC_FIELDS}
+
+
+def generate_scene(h: "OrchestratorHandler") -> tuple[int, dict[str, Any], dict[str, str]]:
+    try:
+        job_input = scene.parse_input(h.read_json(), require_seed=False)
+    except ValueError as exc:
+        raise HTTPError(400, "invalid_request", str(exc)) from None
+    if job_input["seed"] is None:
+        job_input["seed"] = secrets.randbelow(JSON_SAFE_SEED_BOUND)
+    app: Orchestrator = h.app
+    if not app.dispatcher.has_room():
+        raise HTTPError(503, "queue_full", "too many jobs are waiting; retry in a few seconds", {"Retry-After": "5"})
+    job_id = str(uuid.uuid4())
+    logjson.job_id.set(job_id)
+    app.store.create(job_id, job_input, app.dispatcher.owner, app.dispatcher.lease_ms)
+    app.dispatcher.submit(job_id, logjson.request_id.get())
+    log.info("job accepted", seed=job_input["seed"], style=job_input["style"])
+    status_url = f"/status/{job_id}"
+    return 202, {"jobId": job_id, "statusUrl": status_url}, {"Location": status_url}
+
+
+def job_status(h: "OrchestratorHandler", job_id: str) -> tuple[int, dict[str, Any]]:
+    job = h.app.store.get(job_id) if _UUID_RE.match(job_id) else None
+    if job is None:
+        raise HTTPError(404, "not_found", f"no job with id {job_id!r}")
+    return 200, public_view(job)
+
+
+def healthz(_h: JsonHandler) -> tuple[int, dict[str, Any]]:
+    return 200, {"ok": True}
+
+
+ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
+    ("POST", "/generate-scene"): generate_scene,
+    ("GET", "/status/{job_id}"): job_status,
+    ("GET", "/healthz"): healthz,
+}
+
+
+def _unavailable(exc: BaseException) -> HTTPError:
+    return HTTPError(503, "store_unavailable", f"job store unavailable: {exc}; retry shortly", {"Retry-After": "1"})
+
+
+class OrchestratorHandler(JsonHandler):
+    router = Router(ROUTES)
+    error_map = {store.StoreUnavailable: _unavailable, store.StoreFull: _unavailable}
+
+
+def build(config: OrchestratorConfig) -> Orchestrator:
+    """Wire the store, the worker client and the dispatcher from the configuration."""
+    job_store = store.open_store(config.jobs_table_name, ttl_seconds=config.job_ttl_days * 86400,
+                                 memory_max_jobs=config.memory_max_jobs)
+    d = config.dispatch
+    client = WorkerClient(d.worker_url, d.worker_connect_timeout_seconds, d.worker_timeout_seconds)
+    owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    return Orchestrator(config, job_store, Dispatcher(job_store, client, d, owner))
+
+
+def main(environ: Mapping[str, str] = os.environ) -> int:
+    try:
+        config = OrchestratorConfig.from_env(environ)
+        app = build(config)
+    except (httpkit.ConfigError, ValueError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
+    logjson.configure("orchestrator", config.log_level)
+    OrchestratorHandler.max_body_bytes = config.max_body_bytes
+    server = httpkit.Server((config.host, config.port), OrchestratorHandler, app)
+    app.dispatcher.start()
+    log.info("store selected", store="dynamodb" if config.jobs_table_name else "memory",
+             table=config.jobs_table_name, workerUrl=config.dispatch.worker_url)
+    return httpkit.serve(server, lambda: app.dispatcher.stop(config.shutdown_grace_seconds))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

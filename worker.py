@@ -1,0 +1,166 @@
+"""The worker service: ``POST /process`` does a job's (simulated, deterministic) work.
+
+The request is ``{"jobId": "...", "payload": {"prompt", "seed", "style"}}``. The work
+takes ``WORK_MS`` in total, in the phases of ``scene.WORK_PHASES``.
+
+Two answers, chosen by the ``Accept`` header:
+- ``application/json`` (default): one JSON object when the work is done,
+  ``{"jobId", "ok": true, "output": {...}, "progressLog": [...]}``.
+- ``application/x-ndjson``: a chunked stream of JSON lines, ``{"event": "progress", ...}``
+  at least every ``PROGRESS_TICK_MS`` while working, then one ``{"event": "result", ...}``
+  line carrying the same object as the plain answer. The orchestrator uses this to record
+  live progress in the job store, so the worker needs no access to the store.
+
+Run: ``python worker.py`` (configuration from the environment; see README).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+import httpkit
+import logjson
+import scene
+from httpkit import Env, HTTPError, JsonHandler, Router
+from logjson import log
+
+NDJSON = "application/x-ndjson"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8081
+    work_ms: int = 2000
+    progress_tick_ms: int = 1000
+    max_concurrent_jobs: int = 16
+    shutdown_grace_seconds: float = 25.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "WorkerConfig":
+        env = Env(environ)
+        return cls(
+            host=env.text("HOST", cls.host),
+            port=env.integer("PORT", cls.port),
+            work_ms=env.integer("WORK_MS", cls.work_ms),
+            progress_tick_ms=env.integer("PROGRESS_TICK_MS", cls.progress_tick_ms, minimum=10),
+            max_concurrent_jobs=env.integer("MAX_CONCURRENT_JOBS", cls.max_concurrent_jobs, minimum=1),
+            shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+            log_level=env.level(),
+        )
+
+
+class Worker:
+    """The worker's application state: its configuration and a concurrency limit."""
+
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.slots = threading.BoundedSemaphore(config.max_concurrent_jobs)
+
+    def run(self, job_id: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Do the work, yielding progress events and finally the result event."""
+        started = time.monotonic()
+        output = scene.build_scene(payload["prompt"], payload["seed"], payload["style"])
+        phase_s = self.config.work_ms / 1000 / len(scene.WORK_PHASES)
+        tick_s = self.config.progress_tick_ms / 1000
+        progress_log = []
+        for index, step in enumerate(scene.WORK_PHASES):
+            phase_end = time.monotonic() + phase_s
+            while (left := phase_end - time.monotonic()) > 0:
+                time.sleep(min(tick_s, left))
+                if phase_end - time.monotonic() > 0:  # a tick inside a long phase
+                    done = 1 - (phase_end - time.monotonic()) / phase_s
+                    yield {"event": "progress", "jobId": job_id, "step": step,
+                           "progress": round((index + done) / len(scene.WORK_PHASES), 4)}
+            progress = round((index + 1) / len(scene.WORK_PHASES), 4)
+            elapsed_ms = round((time.monotonic() - started) * 1000)
+            progress_log.append({"step": step, "progress": progress, "elapsedMs": elapsed_ms})
+            yield {"event": "progress", "jobId": job_id, "step": step, "progress": progress}
+        yield {"event": "result", "jobId": job_id, "ok": True, "output": output, "progressLog": progress_log}
+
+
+def parse_process_request(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(jobId, payload)`` from a /process body, or HTTPError 400 naming the problem."""
+    unknown = sorted(set(body) - {"jobId", "payload"})
+    if unknown:
+        raise HTTPError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}; accepted: jobId, payload")
+    job_id = body.get("jobId")
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= 100:
+        raise HTTPError(400, "invalid_request", "jobId is required and must be a string of 1-100 characters")
+    payload = body.get("payload")
+    if not isinstance(payload, dict):
+        raise HTTPError(400, "invalid_request", "payload is required and must be an object with prompt, seed, style")
+    try:
+        return job_id, scene.parse_input(payload, require_seed=True)
+    except ValueError as exc:
+        raise HTTPError(400, "invalid_request", f"payload: {exc}") from None
+
+
+def process(h: "WorkerHandler") -> tuple[int, dict[str, Any]] | None:
+    job_id, payload = parse_process_request(h.read_json())
+    logjson.job_id.set(job_id)
+    worker: Worker = h.app
+    if not worker.slots.acquire(blocking=False):
+        raise HTTPError(503, "busy", f"the worker is running its limit of {worker.config.max_concurrent_jobs} jobs; retry later",
+                        {"Retry-After": "1"})
+    try:
+        log.info("job started", seed=payload["seed"], style=payload["style"])
+        started = time.monotonic()
+        events = worker.run(job_id, payload)
+        if NDJSON in (h.headers.get("Accept") or ""):
+            _stream(h, events)
+            answer = None
+        else:
+            result = [e for e in events if e["event"] == "result"][0]
+            answer = 200, {k: v for k, v in result.items() if k != "event"}
+        log.info("job finished", durationMs=round((time.monotonic() - started) * 1000))
+        return answer
+    finally:
+        worker.slots.release()
+
+
+def _stream(h: "WorkerHandler", events: Iterator[dict[str, Any]]) -> None:
+    h.start_chunked(200, NDJSON)
+    for event in events:
+        h.write_chunk(logjson.dumps(event).encode("utf-8") + b"\n")
+    h.end_chunked()
+
+
+def healthz(_h: JsonHandler) -> tuple[int, dict[str, Any]]:
+    return 200, {"ok": True}
+
+
+ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
+    ("POST", "/process"): process,
+    ("GET", "/healthz"): healthz,
+}
+
+
+class WorkerHandler(JsonHandler):
+    router = Router(ROUTES)
+
+
+def main(environ: Mapping[str, str] = os.environ) -> int:
+    try:
+        config = WorkerConfig.from_env(environ)
+    except httpkit.ConfigError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    logjson.configure("worker", config.log_level)
+    server = httpkit.Server((config.host, config.port), WorkerHandler, Worker(config))
+
+    def drain() -> None:
+        if not server.active.wait_idle(config.shutdown_grace_seconds):
+            log.warning("shutdown grace period ended with requests still running")
+
+    return httpkit.serve(server, drain)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
