@@ -146,11 +146,12 @@ def build(config: OrchestratorConfig) -> Orchestrator:
 
 
 def main(environ: Mapping[str, str] = os.environ) -> int:
+    logjson.configure("orchestrator")
     try:
         config = OrchestratorConfig.from_env(environ)
         app = build(config)
     except (httpkit.ConfigError, ValueError) as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
+        log.error("invalid configuration", reason=str(exc))
         return 2
     logjson.configure("orchestrator", config.log_level)
     OrchestratorHandler.max_body_bytes = config.max_body_bytes

@@ -147,10 +147,11 @@ class WorkerHandler(JsonHandler):
 
 
 def main(environ: Mapping[str, str] = os.environ) -> int:
+    logjson.configure("worker")
     try:
         config = WorkerConfig.from_env(environ)
     except httpkit.ConfigError as exc:
-        print(f"worker: {exc}", file=sys.stderr)
+        log.error("invalid configuration", reason=str(exc))
         return 2
     logjson.configure("worker", config.log_level)
     server = httpkit.Server((config.host, config.port), WorkerHandler, Worker(config))

@@ -87,3 +87,71 @@ def moto_server():
     server = MotoServer()
     yield server
     server.stop()
+
+
+class Service:
+    """One of our services (``orchestrator.py`` / ``worker.py``) as a real process on a
+    free loopback port, its stdout captured to a file so tests can read its log lines."""
+
+    def __init__(self, script: str, tmp_path: pathlib.Path, env: dict[str, str] | None = None,
+                 wait: bool = True):
+        self.script = script
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"{pathlib.Path(script).stem}-{self.port}.log"
+        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "PYTHONUNBUFFERED": "1",
+                    **(env or {})}
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / script)], env=full_env, cwd=ROOT,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        if wait:
+            wait_http_ok(f"{self.url}/healthz", proc=self.proc)
+
+    def lines(self) -> list[dict]:
+        """Every stdout line, parsed as JSON (a line that is not JSON fails the test)."""
+        import json
+
+        text = self.log_path.read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def raw_output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def services(tmp_path):
+    """Factory: ``services("worker.py", env={...})``; every process is killed at teardown."""
+    started: list[Service] = []
+
+    def start(script: str, env: dict[str, str] | None = None, wait: bool = True) -> Service:
+        svc = Service(script, tmp_path, env, wait)
+        started.append(svc)
+        return svc
+
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture
+def stack(services):
+    """Factory for a worker + orchestrator pair (in-memory store unless env says otherwise)."""
+
+    def start(worker_env: dict[str, str] | None = None, orchestrator_env: dict[str, str] | None = None):
+        worker = services("worker.py", {"WORK_MS": "2000", **(worker_env or {})})
+        orch = services("orchestrator.py", {"WORKER_URL": worker.url, **(orchestrator_env or {})})
+        return worker, orch
+
+    return start
