@@ -1,0 +1,41 @@
+"""End to end: the README's local-stack command starts both services and stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from apiclient import poll, submit
+from conftest import ROOT, free_port, wait_http_ok
+
+
+def run_devstack(*args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/devstack.py", "--port", str(port), "--worker-port", str(free_port()), *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{url}/healthz", timeout=30, proc=proc)
+    return proc, url
+
+
+def test_devstack_runs_a_job_and_stops_on_sigterm():
+    proc, url = run_devstack()
+    try:
+        job_id = submit(url, {"prompt": "a spooky hallway", "seed": 1})
+        assert poll(url, job_id, timeout=30)[-1]["state"] == "done"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "devstack: ready at " + url in err
+    services = {line.split('"service":"')[1].split('"')[0] for line in out.splitlines() if '"service":"' in line}
+    assert services == {"orchestrator", "worker"}
+
+
+def test_devstack_rejects_bad_usage():
+    result = subprocess.run([sys.executable, "scripts/devstack.py", "--bogus"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "unrecognized arguments: --bogus" in result.stderr
