@@ -124,10 +124,10 @@ class Dispatcher:
     """Bounded-concurrency job runner bound to one store and one owner id."""
 
     def __init__(self, store: JobStore, client: WorkerClient, config: DispatchConfig, owner: str,
-                 on_finish: Callable[[dict[str, Any]], None] | None = None):
+                 on_finish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None):
         self.store, self.client, self.config, self.owner = store, client, config, owner
         self.lease_ms = int(config.lease_seconds * 1000)
-        self._on_finish = on_finish or (lambda job: None)
+        self._on_finish = on_finish or (lambda finished, claimed: None)
         self._queue: queue.Queue[tuple[str, str | None] | None] = queue.Queue()
         self._local: set[str] = set()  # ids queued or running here
         self._lock = threading.Lock()
@@ -277,6 +277,6 @@ class Dispatcher:
                 log.warning("job end not recorded", reason=str(exc))
                 return
             log.info("job finished", state=state.value, attempts=finished["attempts"])
-            self._on_finish(finished)
+            self._on_finish(finished, job)
             return
         log.error("job end not recorded; the lease will expire and the job will be retried")

@@ -25,6 +25,7 @@ import store
 from dispatcher import DispatchConfig, Dispatcher, WorkerClient
 from httpkit import Env, HTTPError, JsonHandler, Router
 from logjson import log
+from metrics import JobMetrics
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 PUBLIC_FIELDS = ("jobId", "state", "progress", "result", "error", "createdAt", "updatedAt", "input", "attempts")
@@ -41,6 +42,8 @@ class OrchestratorConfig:
     memory_max_jobs: int = store.DEFAULT_MEMORY_MAX_JOBS
     max_body_bytes: int = 16 * 1024
     shutdown_grace_seconds: float = 20.0
+    environment: str = "local"
+    metrics_namespace: str = "GhostEngine"
     dispatch: DispatchConfig = DispatchConfig()
 
     @classmethod
@@ -71,6 +74,8 @@ class OrchestratorConfig:
             memory_max_jobs=env.integer("MEMORY_MAX_JOBS", cls.memory_max_jobs, minimum=1),
             max_body_bytes=env.integer("MAX_BODY_BYTES", cls.max_body_bytes, minimum=256),
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+            environment=env.text("ENVIRONMENT", cls.environment),
+            metrics_namespace=env.text("METRICS_NAMESPACE", cls.metrics_namespace),
             dispatch=dispatch,
         )
 
@@ -142,7 +147,8 @@ def build(config: OrchestratorConfig) -> Orchestrator:
     d = config.dispatch
     client = WorkerClient(d.worker_url, d.worker_connect_timeout_seconds, d.worker_timeout_seconds)
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-    return Orchestrator(config, job_store, Dispatcher(job_store, client, d, owner))
+    job_metrics = JobMetrics(config.metrics_namespace, "orchestrator", config.environment)
+    return Orchestrator(config, job_store, Dispatcher(job_store, client, d, owner, job_metrics.job_finished))
 
 
 def main(environ: Mapping[str, str] = os.environ) -> int:

@@ -1,0 +1,80 @@
+"""CloudWatch Embedded Metric Format (EMF), written by hand as JSON lines on stdout.
+
+``build_emf`` is pure: it returns the EMF document for some metric values. ``JobMetrics``
+writes one per finished job through the log writer, so each EMF document is also a normal
+log line (timestamp, level, service, message, requestId, jobId) and CloudWatch Logs
+extracts the metrics from it. Dimensions are low-cardinality (service, environment);
+the job id is a plain property, searchable in Logs Insights, never a dimension.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any, Mapping
+
+from logjson import log
+
+# Units from the EMF specification's list (CloudWatch StandardUnit).
+UNITS = frozenset({
+    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
+    "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
+    "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second",
+    "Bits/Second", "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second",
+    "Count/Second", "None",
+})
+MAX_METRICS = 100
+
+
+def build_emf(namespace: str, dimensions: Mapping[str, str], metrics: list[tuple[str, str, float]],
+              timestamp_ms: int, properties: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The EMF document: ``_aws`` directives first, then dimension values, metric values
+    and properties at the root. ``metrics`` is ``[(name, unit, value), ...]``."""
+    if not 0 < len(metrics) <= MAX_METRICS:
+        raise ValueError(f"an EMF document carries 1..{MAX_METRICS} metrics, got {len(metrics)}")
+    for name, unit, _ in metrics:
+        if unit not in UNITS:
+            raise ValueError(f"metric {name}: unit {unit!r} is not an EMF unit")
+    doc: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": int(timestamp_ms),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [list(dimensions)],
+                "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in metrics],
+            }],
+        },
+    }
+    doc.update(dimensions)
+    doc.update({name: value for name, _, value in metrics})
+    doc.update(properties or {})
+    return doc
+
+
+def _epoch(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class JobMetrics:
+    """Emits one EMF line per finished job: JobSucceeded, JobFailed, JobDurationMs
+    (creation to end) and JobQueueWaitMs (creation to the first claim that ran it)."""
+
+    def __init__(self, namespace: str, service: str, environment: str):
+        self.namespace = namespace
+        self.dimensions = {"Service": service, "Environment": environment}
+
+    def job_finished(self, job: Mapping[str, Any], claimed: Mapping[str, Any]) -> None:
+        """``job`` as finished; ``claimed`` as it was when this run claimed it."""
+        now = time.time()
+        queue_wait_ms = (_epoch(claimed["updatedAt"]) - _epoch(job["createdAt"])) * 1000
+        succeeded = job["state"] == "done"
+        doc = build_emf(
+            self.namespace, self.dimensions,
+            [("JobSucceeded", "Count", 1 if succeeded else 0),
+             ("JobFailed", "Count", 0 if succeeded else 1),
+             ("JobDurationMs", "Milliseconds", round((_epoch(job["updatedAt"]) - _epoch(job["createdAt"])) * 1000)),
+             ("JobQueueWaitMs", "Milliseconds", round(queue_wait_ms))],
+            timestamp_ms=int(now * 1000),
+            properties={"state": job["state"], "attempts": job["attempts"]},
+        )
+        log.info("job metrics", **doc)
