@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+#
+# Deploy one immutable image tag to the orchestrator and worker ECS services.
+#
+# For each service: check the tag is in its ECR repository (both, before anything in ECS changes),
+# copy the service's current task definition with the container's image swapped to <repo uri>:<tag>,
+# register it as a new revision, update the service (--force-new-deployment), wait until every
+# service is stable, then check each runs the new revision and that no rollout failed or rolled back.
+#
+# Waiting is a bounded describe-services poll (as `aws ecs wait services-stable` does: one
+# deployment, runningCount == desiredCount), but with our own timeout and interval.
+# Needs: aws (CLI v1 or v2), python3 (edits the task-definition JSON).
+
+set -o errexit -o nounset -o pipefail
+
+readonly PROG="${0##*/}"
+readonly REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}"
+readonly CLUSTER="${ECS_CLUSTER:-ghost-engine-cluster-dev}"
+readonly SERVICES=("${ORCHESTRATOR_SERVICE:-orchestrator}" "${WORKER_SERVICE:-worker}")
+readonly REPOSITORIES=("${ORCHESTRATOR_REPOSITORY:-ghost-engine-orchestrator-dev}" "${WORKER_REPOSITORY:-ghost-engine-worker-dev}")
+readonly TIMEOUT_SECONDS="${DEPLOY_TIMEOUT_SECONDS:-600}"
+readonly POLL_SECONDS="${DEPLOY_POLL_SECONDS:-15}"
+# Fields describe-task-definition returns that register-task-definition refuses.
+readonly READ_ONLY_FIELDS="taskDefinitionArn revision status requiresAttributes compatibilities registeredAt registeredBy deregisteredAt"
+
+usage() {
+  cat <<EOF
+Usage: ${PROG} IMAGE_TAG
+
+Deploy IMAGE_TAG (already pushed to both ECR repositories) to both ECS services.
+
+Environment (default):
+  AWS_REGION               region (AWS_DEFAULT_REGION, else us-east-1)
+  ECS_CLUSTER              cluster (ghost-engine-cluster-dev)
+  ORCHESTRATOR_SERVICE     service and container name (orchestrator)
+  WORKER_SERVICE           service and container name (worker)
+  ORCHESTRATOR_REPOSITORY  ECR repository (ghost-engine-orchestrator-dev)
+  WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)
+  DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)
+  DEPLOY_POLL_SECONDS      seconds between stability checks (15)
+
+Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.
+EOF
+}
+
+# Print an error and exit 1. Every failure exits 1, not the AWS CLI's own status: hence `|| exit 1`.
+die() {
+  echo "${PROG}: $*" >&2
+  exit 1
+}
+
+aws_cli() { AWS_PAGER="" aws --region "${REGION}" "$@"; }
+
+# Fail unless repository $1 holds tag $2.
+require_tag() {
+  aws_cli ecr describe-images --repository-name "$1" --image-ids "imageTag=$2" >/dev/null \
+    || die "image tag '$2' not found in ECR repository '$1'; nothing deployed"
+}
+
+# Write to file $4 the registration input for service $1's task definition with image $2:$3.
+prepare_task_definition() {
+  local service="$1" repo="$2" tag="$3" out="$4" current uri
+  current="$(aws_cli ecs describe-services --cluster "${CLUSTER}" --services "${service}" \
+    --query "services[?status=='ACTIVE'].taskDefinition | [0]" --output text)" || current=""
+  [[ "${current}" != "None" && -n "${current}" ]] || die "service '${service}' not found in cluster '${CLUSTER}'"
+  uri="$(aws_cli ecr describe-repositories --repository-names "${repo}" \
+    --query 'repositories[0].repositoryUri' --output text)" || exit 1
+  aws_cli ecs describe-task-definition --task-definition "${current}" --include TAGS --output json \
+    | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+td = doc["taskDefinition"]
+name, image, read_only = sys.argv[1], sys.argv[2], sys.argv[3].split()
+for field in read_only:
+    td.pop(field, None)
+containers = [c for c in td["containerDefinitions"] if c["name"] == name]
+if not containers:
+    sys.exit("no container named %r in task definition %s" % (name, td["family"]))
+containers[0]["image"] = image
+if doc.get("tags"):
+    td["tags"] = doc["tags"]
+json.dump(td, sys.stdout)
+' "${service}" "${uri}:${tag}" "${READ_ONLY_FIELDS}" >"${out}" \
+    || die "cannot prepare a task definition for service '${service}' from ${current}"
+  echo "${current}"
+}
+
+# Register file $2 as a new revision and point service $1 at it; print the new ARN.
+register_and_update() {
+  local service="$1" input="$2" arn
+  arn="$(aws_cli ecs register-task-definition --cli-input-json "file://${input}" \
+    --query 'taskDefinition.taskDefinitionArn' --output text)" || exit 1
+  aws_cli ecs update-service --cluster "${CLUSTER}" --service "${service}" \
+    --task-definition "${arn}" --force-new-deployment --query 'service.serviceName' --output text >/dev/null || exit 1
+  echo "${arn}"
+}
+
+# Poll until every service in "$@" has one deployment and runningCount == desiredCount.
+wait_stable() {
+  local deadline=$((SECONDS + TIMEOUT_SECONDS)) rows name deployments running desired failed unstable
+  while true; do
+    rows="$(aws_cli ecs describe-services --cluster "${CLUSTER}" --services "$@" --output text --query \
+      "services[].[serviceName, length(deployments), runningCount, desiredCount, length(deployments[?rolloutState=='FAILED'])]")" || exit 1
+    unstable=""
+    while read -r name deployments running desired failed; do
+      [[ "${failed}" == "0" ]] || die "service '${name}': deployment rollout FAILED (see the service's events)"
+      [[ "${deployments}" == "1" && "${running}" == "${desired}" ]] || unstable+=" ${name}"
+    done <<<"${rows}"
+    [[ -z "${unstable}" ]] && return 0
+    ((SECONDS < deadline)) || die "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:${unstable}"
+    sleep "${POLL_SECONDS}"
+  done
+}
+
+# Succeed if service $1 runs task definition $2 with a single PRIMARY deployment not FAILED.
+verify_service() {
+  local service="$1" arn="$2" state actual primaries rollout
+  state="$(aws_cli ecs describe-services --cluster "${CLUSTER}" --services "${service}" --output text \
+    --query "services[0].[taskDefinition, length(deployments[?status=='PRIMARY']), deployments[?status=='PRIMARY'] | [0].rolloutState]")" || exit 1
+  read -r actual primaries rollout <<<"${state}"
+  [[ "${actual}" == "${arn}" ]] || die "service '${service}' runs ${actual}, not ${arn}: the deployment was rolled back"
+  [[ "${primaries}" == "1" && "${rollout}" != "FAILED" ]] \
+    || die "service '${service}': rollout did not complete (PRIMARY deployments: ${primaries}, rolloutState: ${rollout})"
+}
+
+main() {
+  if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    usage
+    exit 0
+  fi
+  if (($# != 1)) || [[ ! "$1" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
+    usage >&2
+    exit 2
+  fi
+  if [[ ! "${TIMEOUT_SECONDS}" =~ ^[0-9]+$ || ! "${POLL_SECONDS}" =~ ^[0-9]+$ ]]; then
+    echo "${PROG}: DEPLOY_TIMEOUT_SECONDS and DEPLOY_POLL_SECONDS must be whole numbers of seconds" >&2
+    exit 2
+  fi
+  local tag="$1" i previous=() arns=()
+  WORKDIR="$(mktemp -d)"
+  trap 'rm -rf "${WORKDIR}"' EXIT
+
+  for i in 0 1; do require_tag "${REPOSITORIES[i]}" "${tag}"; done
+  for i in 0 1; do
+    previous[i]="$(prepare_task_definition "${SERVICES[i]}" "${REPOSITORIES[i]}" "${tag}" "${WORKDIR}/${i}.json")" || exit 1
+  done
+  for i in 0 1; do
+    arns[i]="$(register_and_update "${SERVICES[i]}" "${WORKDIR}/${i}.json")" || exit 1
+    echo "${SERVICES[i]}: ${previous[i]##*/} -> ${arns[i]##*/} (image tag ${tag})"
+  done
+  wait_stable "${SERVICES[@]}"
+  for i in 0 1; do verify_service "${SERVICES[i]}" "${arns[i]}"; done
+  echo "deployed ${tag}: ${SERVICES[0]} ${arns[0]##*/}, ${SERVICES[1]} ${arns[1]##*/} (stable, verified)"
+}
+
+main "$@"

