@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+#
+# Smoke test of a running Ghost Engine orchestrator: checks /healthz, submits one
+# scene job, follows /status (one line per change of state or progress) and prints
+# the result. Needs curl and python3 (python3 reads the JSON; jq is not assumed).
+# scripts/smoke-test.ps1 is a line-for-line PowerShell port: change both together.
+
+set -o errexit -o nounset -o pipefail
+
+readonly DEFAULT_BASE_URL="http://localhost:8080"
+readonly DEFAULT_TIMEOUT_SECONDS=120
+readonly DEFAULT_INTERVAL_SECONDS=0.5
+readonly REQUEST_TIMEOUT_SECONDS=10
+# Prints the field at a dotted path of the JSON on stdin: strings raw, null or absent
+# as nothing, anything else as JSON (objects and lists indented).
+readonly JSON_GET_PY='
+import json, sys
+try:
+    value = json.load(sys.stdin)
+except ValueError:
+    sys.exit("error: the server did not answer JSON")
+for key in sys.argv[1].split("."):
+    value = value.get(key) if isinstance(value, dict) else None
+if isinstance(value, str):
+    print(value)
+elif value is not None:
+    print(json.dumps(value, indent=2 if isinstance(value, (dict, list)) else None))
+'
+# Prints "<elapsed seconds>\t<state>\t<progress percent>" for a /status body on stdin.
+readonly STATUS_LINE_PY='
+import json, sys, time
+try:
+    doc = json.load(sys.stdin)
+except ValueError:
+    sys.exit("error: GET /status did not answer JSON")
+state, percent = doc.get("state"), round(float(doc.get("progress") or 0) * 100)
+print(f"{time.time() - float(sys.argv[1]):5.1f}\t{state}\t{percent}")
+'
+readonly REQUEST_BODY_PY='
+import json, sys
+prompt, seed, style = sys.argv[1:]
+print(json.dumps({"prompt": prompt, "seed": int(seed), **({"style": style} if style else {})}))
+'
+
+# Settings (parse_args may override them) and the state the steps share.
+base_url="${BASE_URL:-${DEFAULT_BASE_URL}}"
+timeout="${SMOKE_TIMEOUT_SECONDS:-${DEFAULT_TIMEOUT_SECONDS}}"
+interval="${SMOKE_POLL_INTERVAL_SECONDS:-${DEFAULT_INTERVAL_SECONDS}}"
+prompt="${PROMPT:-a spooky hallway}"
+seed="${SEED:-123}"
+style="${STYLE-doom}"
+request_id=""
+job_id=""
+status_url=""
+http_status=""
+http_body=""
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") [options] [BASE_URL]
+
+Submits one scene job to the orchestrator at BASE_URL, follows it to the end and
+prints the result.
+
+  BASE_URL                orchestrator URL (env BASE_URL, default ${DEFAULT_BASE_URL})
+  -t, --timeout SECONDS   give up after this many whole seconds (env SMOKE_TIMEOUT_SECONDS,
+                          default ${DEFAULT_TIMEOUT_SECONDS})
+  -i, --interval SECONDS  pause between polls of /status (env SMOKE_POLL_INTERVAL_SECONDS,
+                          default ${DEFAULT_INTERVAL_SECONDS})
+  -p, --prompt TEXT       scene prompt (env PROMPT, default "a spooky hallway")
+  -s, --seed N            integer seed (env SEED, default 123)
+      --style NAME        style, empty to send none (env STYLE, default doom)
+  -h, --help              show this help
+
+Every request carries one generated X-Request-Id (printed first) to find the run in logs.
+Exit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage.
+EOF
+}
+
+die() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+usage_error() {
+  echo "error: $*" >&2
+  usage >&2
+  exit 2
+}
+
+parse_args() {
+  local have_url="no"
+  while (( $# > 0 )); do
+    case "$1" in
+      -h | --help) usage; exit 0 ;;
+      -t | --timeout | -i | --interval | -p | --prompt | -s | --seed | --style)
+        (( $# >= 2 )) || usage_error "$1 needs a value"
+        case "$1" in
+          -t | --timeout) timeout="$2" ;;
+          -i | --interval) interval="$2" ;;
+          -p | --prompt) prompt="$2" ;;
+          -s | --seed) seed="$2" ;;
+          --style) style="$2" ;;
+        esac
+        shift 2 ;;
+      -*) usage_error "unknown option: $1" ;;
+      *)
+        [[ "${have_url}" == "no" ]] || usage_error "too many arguments: $1"
+        base_url="$1"; have_url="yes"; shift ;;
+    esac
+  done
+  [[ "${timeout}" =~ ^[1-9][0-9]*$ ]] \
+    || usage_error "timeout must be a whole number of seconds > 0, got '${timeout}'"
+  [[ "${interval}" =~ ^[0-9]*\.?[0-9]+$ ]] \
+    || usage_error "interval must be a number of seconds, got '${interval}'"
+  [[ "${seed}" =~ ^-?[0-9]+$ ]] || usage_error "seed must be an integer, got '${seed}'"
+  [[ -n "${prompt}" ]] || usage_error "prompt must not be empty"
+  base_url="${base_url%/}"
+}
+
+# Sends METHOD URL [JSON]; sets http_status and http_body. Fails if nothing answered.
+http() {
+  local method="$1" url="$2" data="${3-}" response
+  local args=(--silent --show-error --max-time "${REQUEST_TIMEOUT_SECONDS}" -X "${method}"
+    -H "X-Request-Id: ${request_id}" -H "Accept: application/json" --write-out '\n%{http_code}')
+  if [[ -n "${data}" ]]; then
+    args+=(-H "Content-Type: application/json" --data-binary "${data}")
+  fi
+  response="$(curl "${args[@]}" "${url}")" || return 1
+  http_status="${response##*$'\n'}"
+  http_body="${response%$'\n'*}"
+}
+
+json_get() {
+  python3 -c "${JSON_GET_PY}" "$2" <<<"$1"
+}
+
+check_health() {
+  http GET "${base_url}/healthz" || die "cannot reach ${base_url}/healthz"
+  [[ "${http_status}" == "200" ]] || die "GET /healthz answered HTTP ${http_status}: ${http_body}"
+  [[ "$(json_get "${http_body}" ok)" == "true" ]] || die "GET /healthz is not ok: ${http_body}"
+  echo "healthz ok"
+}
+
+# Posts the job; sets job_id and status_url.
+submit_job() {
+  local body
+  body="$(python3 -c "${REQUEST_BODY_PY}" "${prompt}" "${seed}" "${style}")"
+  http POST "${base_url}/generate-scene" "${body}" || die "cannot reach ${base_url}/generate-scene"
+  [[ "${http_status}" == "202" ]] || die "POST /generate-scene answered HTTP ${http_status}: ${http_body}"
+  job_id="$(json_get "${http_body}" jobId)"
+  status_url="${base_url}$(json_get "${http_body}" statusUrl)"
+  echo "job ${job_id} submitted"
+}
+
+follow_job() {
+  local start fields elapsed state percent last=""
+  start="$(python3 -c 'import time; print(time.time())')"
+  while true; do
+    http GET "${status_url}" || die "cannot reach ${status_url}"
+    [[ "${http_status}" == "200" ]] || die "GET ${status_url} answered HTTP ${http_status}: ${http_body}"
+    fields="$(python3 -c "${STATUS_LINE_PY}" "${start}" <<<"${http_body}")"
+    IFS=$'\t' read -r elapsed state percent <<<"${fields}"
+    if [[ "${state} ${percent}" != "${last}" ]]; then
+      printf '[%ss] %-8s %3s%%\n' "${elapsed}" "${state}" "${percent}"
+      last="${state} ${percent}"
+    fi
+    case "${state}" in
+      done) echo "result:"; json_get "${http_body}" result; return 0 ;;
+      failed) die "job ${job_id} failed: $(json_get "${http_body}" error)" ;;
+    esac
+    (( ${elapsed%.*} < timeout )) \
+      || die "job ${job_id} not finished after ${timeout}s (last: ${state} ${percent}%)"
+    sleep "${interval}"
+  done
+}
+
+main() {
+  parse_args "$@"
+  request_id="smoke-$(python3 -c 'import secrets; print(secrets.token_hex(6))')"
+  echo "smoke test of ${base_url} (X-Request-Id: ${request_id})"
+  check_health
+  submit_job
+  follow_job
+}
+
+main "$@"
