@@ -55,8 +55,9 @@ def wait_http_ok(url: str, timeout: float = 20.0, proc: subprocess.Popen | None 
 class MotoServer:
     """A moto server process on a free loopback port."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None):
-        self.port = free_port()
+    def __init__(self, extra_env: dict[str, str] | None = None, port: int | None = None):
+        self.extra_env = extra_env
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **AWS_TEST_ENV, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **(extra_env or {})}
         self.proc = subprocess.Popen(
@@ -68,6 +69,11 @@ class MotoServer:
     def env(self) -> dict[str, str]:
         """Environment for a process (boto3, AWS CLI, terraform) that should talk to this server."""
         return {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": self.endpoint}
+
+    @classmethod
+    def restart(cls, old: "MotoServer") -> "MotoServer":
+        """A new, empty server on the same port as ``old`` (which must be stopped)."""
+        return cls(old.extra_env, port=old.port)
 
     def reset(self) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10).close()
