@@ -1,0 +1,273 @@
+"""DynamoDB backend of the job store: ``DynamoStore`` and ``create_table``.
+
+Same contract as ``store.MemoryStore``. Every write that changes a job is a conditional
+write whose condition is derived from ``store.TRANSITIONS``, so two replicas racing on
+one job cannot move it backwards or finish it twice. Queued and running items carry
+``activeShard = "active"``, which puts them in the sparse index ``active-by-lease``;
+finishing removes it, so finding expired leases is a Query, never a Scan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from typing import Any, Callable, Iterable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionClosedError, ConnectionError, ReadTimeoutError
+
+from store import (DEFAULT_TTL_SECONDS, IllegalTransition, JobExists, JobNotFound, JobState, LeaseLost,
+                   StoreUnavailable, allowed_from, check_transition, iso_utc)
+
+ACTIVE_INDEX = "active-by-lease"
+ACTIVE_SHARD = "active"
+DEFAULT_REGION = "us-east-1"
+# total_max_attempts counts the first try (botocore's "max_attempts" would count retries only).
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
+# Error codes that mean "DynamoDB cannot serve us right now" (after botocore's retries).
+UNAVAILABLE_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "ResourceNotFoundException",
+})
+CONDITION_FAILED = "ConditionalCheckFailedException"
+INPUT_KEYS = ("prompt", "seed", "style")
+
+
+def table_definition(name: str) -> dict[str, Any]:
+    """CreateTable arguments for the jobs table (Terraform's dynamodb.tf declares the same)."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "jobId", "AttributeType": "S"},
+            {"AttributeName": "activeShard", "AttributeType": "S"},
+            {"AttributeName": "leaseExpiresAt", "AttributeType": "N"},
+        ],
+        "KeySchema": [{"AttributeName": "jobId", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": ACTIVE_INDEX,
+            "KeySchema": [{"AttributeName": "activeShard", "KeyType": "HASH"},
+                          {"AttributeName": "leaseExpiresAt", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }],
+        "SSESpecification": {"Enabled": True},
+    }
+
+
+def make_client() -> Any:
+    """A low-level DynamoDB client; endpoint and region come from the standard AWS variables."""
+    # botocore reads AWS_DEFAULT_REGION and the config file but not AWS_REGION, which ECS sets.
+    region = os.environ.get("AWS_REGION") or boto3.session.Session().region_name or DEFAULT_REGION
+    return boto3.client("dynamodb", region_name=region, config=CLIENT_CONFIG)
+
+
+def create_table(name: str, client: Any = None) -> bool:
+    """Create the jobs table and wait until it is ACTIVE; ensure TTL and PITR either way.
+
+    Returns False if the table already existed."""
+    client = client or make_client()
+    try:
+        _request(client, "create_table", **table_definition(name))
+        created = True
+    except ClientError as exc:
+        if _code(exc) != "ResourceInUseException":
+            raise
+        created = False
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    ttl = _request(client, "describe_time_to_live", TableName=name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        _request(client, "update_time_to_live", TableName=name,
+                 TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+    _request(client, "update_continuous_backups", TableName=name,
+             PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    return created
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _request(client: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
+    """One DynamoDB request (botocore retries it); outages and throttling that outlast
+    the retries become ``StoreUnavailable`` naming the table and the cause."""
+    try:
+        return getattr(client, operation)(**kwargs)
+    except ClientError as exc:
+        if _code(exc) in UNAVAILABLE_CODES:
+            raise StoreUnavailable(f"DynamoDB table {kwargs['TableName']}: {_code(exc)}") from exc
+        raise
+    except (ConnectionError, ReadTimeoutError, ConnectionClosedError) as exc:
+        raise StoreUnavailable(f"DynamoDB table {kwargs['TableName']}: {type(exc).__name__}") from exc
+
+
+def _values(**values: Any) -> dict[str, dict[str, str]]:
+    """ExpressionAttributeValues from plain Python values (str, bool-free numbers)."""
+    return {f":{k}": ({"S": v} if isinstance(v, str) else {"N": repr(v)}) for k, v in values.items()}
+
+
+def _states(prefix: str, states: Iterable[JobState]) -> tuple[str, dict[str, dict[str, str]]]:
+    """``#state IN (...)`` for ``states`` plus its placeholder values."""
+    values = {f":{prefix}{i}": {"S": s.value} for i, s in enumerate(sorted(states, key=lambda s: s.value))}
+    return f"#state IN ({', '.join(values)})", values
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A table item as the job dict of the ``JobStore`` interface."""
+    plain = {k: next(iter(v.items())) for k, v in item.items()}
+    text = {k: v for k, (t, v) in plain.items() if t == "S"}
+    num = {k: v for k, (t, v) in plain.items() if t == "N"}
+    job_input = {k: int(num[k]) if k == "seed" else text[k] for k in INPUT_KEYS if k in plain}
+    lease = num.get("leaseExpiresAt")
+    return {
+        "jobId": text["jobId"], "state": text["state"], "progress": float(num["progress"]),
+        "result": json.loads(text["result"]) if "result" in text else None,
+        "error": text.get("error"), "createdAt": text["createdAt"], "updatedAt": text["updatedAt"],
+        "input": job_input,
+        "attempts": int(num["attempts"]), "owner": text.get("owner"),
+        "leaseExpiresAt": int(lease) if lease is not None else None,
+    }
+
+
+class DynamoStore:
+    """Jobs in one DynamoDB table (layout in the module docstring and the README)."""
+
+    def __init__(self, table_name: str, *, ttl_seconds: int = DEFAULT_TTL_SECONDS, client: Any = None,
+                 clock: Callable[[], float] = time.time):
+        self.table_name = table_name
+        self._ttl_seconds = ttl_seconds
+        self._client = client or make_client()
+        self._clock = clock
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        return _request(self._client, operation, TableName=self.table_name, **kwargs)
+
+    def _update(self, job_id: str, update: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+        """A conditional UpdateItem. Returns the new job, or when the condition fails the
+        current one (``{}`` if absent) marked ``_failed``. ``#name`` stands for attribute
+        ``name`` (several of ours are reserved words)."""
+        names = {f"#{n}": n for n in re.findall(r"#(\w+)", f"{update} {condition}")}
+        try:
+            out = self._call("update_item", Key={"jobId": {"S": job_id}}, UpdateExpression=update,
+                             ConditionExpression=condition, ExpressionAttributeNames=names,
+                             ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
+                             ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            return _from_item(out["Attributes"])
+        except ClientError as exc:
+            if _code(exc) != CONDITION_FAILED:
+                raise
+            # DynamoDB and moto send the old item; a store without that feature costs a read.
+            old = exc.response.get("Item")
+            current = _from_item(old) if old else self.get(job_id)
+            return {**(current or {}), "_failed": True}
+
+    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int) -> dict[str, Any]:
+        now = self._clock()
+        stamp = iso_utc(now)
+        item = {
+            "jobId": {"S": job_id}, "state": {"S": JobState.QUEUED.value}, "progress": {"N": "0"},
+            "createdAt": {"S": stamp}, "updatedAt": {"S": stamp}, "attempts": {"N": "0"},
+            "owner": {"S": owner}, "leaseExpiresAt": {"N": str(int(now * 1000) + lease_ms)},
+            "activeShard": {"S": ACTIVE_SHARD}, "ttl": {"N": str(int(now) + self._ttl_seconds)},
+        }
+        for key in INPUT_KEYS:
+            value = job_input.get(key)
+            if value is not None:
+                item[key] = {"N": str(int(value))} if key == "seed" else {"S": str(value)}
+        try:
+            self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(jobId)")
+        except ClientError as exc:
+            if _code(exc) == CONDITION_FAILED:
+                raise JobExists(job_id) from exc
+            raise
+        return _from_item(item)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        out = self._call("get_item", Key={"jobId": {"S": job_id}}, ConsistentRead=True)
+        return _from_item(out["Item"]) if "Item" in out else None
+
+    def claim(self, job_id: str, owner: str, lease_ms: int) -> dict[str, Any] | None:
+        now = self._clock()
+        states, state_values = _states("from", allowed_from(JobState.RUNNING))
+        job = self._update(
+            job_id,
+            "SET #state = :running, #owner = :owner, #attempts = #attempts + :one,"
+            " #leaseExpiresAt = :lease, #updatedAt = :now",
+            f"{states} AND (#owner = :owner OR #leaseExpiresAt <= :nowms)",
+            {**state_values, **_values(running=JobState.RUNNING.value, owner=owner, one=1,
+                                       lease=int(now * 1000) + lease_ms, now=iso_utc(now),
+                                       nowms=int(now * 1000))})
+        return None if job.get("_failed") else job
+
+    def heartbeat(self, job_id: str, owner: str, progress: float, lease_ms: int) -> None:
+        now = self._clock()
+        values = _values(owner=owner, running=JobState.RUNNING.value, lease=int(now * 1000) + lease_ms,
+                         now=iso_utc(now), progress=float(progress))
+        owned = "#owner = :owner AND #state = :running"
+        job = self._update(job_id, "SET #progress = :progress, #leaseExpiresAt = :lease, #updatedAt = :now",
+                           f"{owned} AND #progress <= :progress", values)
+        if not job.get("_failed"):
+            return
+        self._check_owned(job_id, owner, job)
+        if job["state"] != JobState.RUNNING.value:
+            raise LeaseLost(job_id, owner)
+        # The stored progress is higher (reports out of order): keep it, extend the lease only.
+        del values[":progress"]
+        job = self._update(job_id, "SET #leaseExpiresAt = :lease, #updatedAt = :now", owned, values)
+        if job.get("_failed"):
+            raise LeaseLost(job_id, owner)
+
+    @staticmethod
+    def _check_owned(job_id: str, owner: str, job: dict[str, Any]) -> None:
+        if "jobId" not in job:
+            raise JobNotFound(job_id)
+        if job["owner"] != owner:
+            raise LeaseLost(job_id, owner)
+
+    def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
+               error: str | None = None) -> dict[str, Any]:
+        now = self._clock()
+        states, values = _states("from", allowed_from(state))
+        values.update(_values(to=state.value, now=iso_utc(now), ttl=int(now) + self._ttl_seconds, owner=owner))
+        sets = ["#state = :to", "#updatedAt = :now", "#ttl = :ttl"]
+        if state is JobState.DONE:
+            sets.append("#progress = :one")
+            values.update(_values(one=1.0))
+            if result is not None:
+                sets.append("#result = :result")
+                values.update(_values(result=json.dumps(result, separators=(",", ":"))))
+        elif error is not None:
+            sets.append("#error = :error")
+            values.update(_values(error=error))
+        job = self._update(job_id, f"SET {', '.join(sets)} REMOVE #activeShard, #leaseExpiresAt",
+                           f"{states} AND #owner = :owner", values)
+        if job.get("_failed"):
+            if "jobId" not in job:
+                raise JobNotFound(job_id)
+            check_transition(job_id, job["state"], state)
+            raise LeaseLost(job_id, owner)
+        return job
+
+    def release(self, job_id: str, owner: str) -> None:
+        states, values = _states("active", allowed_from(JobState.RUNNING))
+        job = self._update(job_id, "SET #leaseExpiresAt = :zero", f"{states} AND #owner = :owner",
+                           {**values, **_values(zero=0, owner=owner)})
+        if job.get("_failed"):
+            self._check_owned(job_id, owner, job)  # else it already finished: nothing to release
+
+    def expired(self, limit: int) -> list[str]:
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": ACTIVE_INDEX, "ScanIndexForward": True,
+            "KeyConditionExpression": "activeShard = :shard AND leaseExpiresAt <= :nowms",
+            "ExpressionAttributeValues": _values(shard=ACTIVE_SHARD, nowms=int(self._clock() * 1000)),
+        }
+        while len(ids) < limit:
+            out = self._call("query", Limit=limit - len(ids), **kwargs)
+            ids.extend(item["jobId"]["S"] for item in out.get("Items", []))
+            if "LastEvaluatedKey" not in out:
+                break
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return ids
