@@ -1,0 +1,66 @@
+"""dynalite (npm) as a second, stricter DynamoDB-protocol server for the store contract.
+
+Found via ``DYNALITE_BIN``, then ``~/.cache/ghost-engine/dynalite`` (kept outside git),
+then ``PATH``. Tests that need it skip with ``INSTALL_HINT`` when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import time
+
+from conftest import free_port
+
+DYNALITE_VERSION = "4.0.0"
+CACHE_DIR = pathlib.Path.home() / ".cache" / "ghost-engine" / "dynalite"
+INSTALL_HINT = (f"dynalite not found: install it with `npm install --prefix {CACHE_DIR} "
+                f"dynalite@{DYNALITE_VERSION}` (needs node), or set DYNALITE_BIN")
+
+
+def find_dynalite() -> str | None:
+    """Path of the dynalite executable, or None."""
+    candidates = [os.environ.get("DYNALITE_BIN"), str(CACHE_DIR / "node_modules" / ".bin" / "dynalite"),
+                  shutil.which("dynalite")]
+    for path in candidates:
+        if path and os.access(path, os.X_OK) and shutil.which("node"):
+            return path
+    return None
+
+
+class DynaliteServer:
+    """A dynalite process on a free loopback port, in-memory, tables ACTIVE at once."""
+
+    def __init__(self, executable: str):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [executable, "--host", "127.0.0.1", "--port", str(self.port), "--createTableMs", "0",
+             "--deleteTableMs", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self._wait_listening(timeout=20)
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dynalite exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"dynalite did not listen on {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

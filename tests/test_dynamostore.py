@@ -1,0 +1,324 @@
+"""DynamoDB-specific behaviour of DynamoStore: errors, the table, the item layout, and the
+exact requests a job costs (the behaviour both backends share is in test_store_contract)."""
+
+from __future__ import annotations
+
+import collections
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+import dynamostore
+from conftest import ROOT, free_port, wait_http_ok
+from store import IllegalTransition, JobState, StoreUnavailable
+
+IAM_TF = ROOT / "infra" / "aws" / "terraform" / "iam.tf"
+T0 = 1_800_000_000.0
+JOB_INPUT = {"prompt": "a lighthouse at dusk", "seed": 42, "style": "watercolor"}
+
+
+def _table(moto_server, monkeypatch) -> tuple[str, Any]:
+    """A fresh table on the session moto server and a client for it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    name = f"jobs-{uuid.uuid4().hex[:12]}"
+    client = dynamostore.make_client()
+    dynamostore.create_table(name, client=client)
+    return name, client
+
+
+class Recorder:
+    """The DynamoDB operations a client sends, via botocore's ``before-call`` event."""
+
+    def __init__(self, client: Any):
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        client.meta.events.register("before-call.dynamodb", self._record)
+
+    def _record(self, model, params, **_: Any) -> None:
+        self.calls.append((model.name, json.loads(params["body"])))  # the request's JSON body
+
+    def take(self) -> collections.Counter:
+        counts = collections.Counter(name for name, _ in self.calls)
+        self.calls.clear()
+        return counts
+
+
+# --- client configuration ---------------------------------------------------------------
+
+def test_client_takes_region_and_endpoint_from_standard_aws_variables(monkeypatch, tmp_path):
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:4566")
+    client = dynamostore.make_client()
+    assert (client.meta.region_name, client.meta.endpoint_url) == ("us-east-1", "http://127.0.0.1:4566")
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
+    assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (2, 5)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    assert dynamostore.make_client().meta.region_name == "eu-west-2"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # what ECS sets; botocore alone ignores it
+    assert dynamostore.make_client().meta.region_name == "eu-west-1"
+
+
+# --- outages and throttling -------------------------------------------------------------
+
+class FakeDynamo(http.server.ThreadingHTTPServer):
+    """Answers every request with one DynamoDB error, and counts the requests."""
+
+    def __init__(self, status: int, code: str):
+        super().__init__(("127.0.0.1", 0), _FakeHandler)
+        self.status, self.code, self.requests = status, code, 0
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _FakeHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests += 1
+        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{self.server.code}",
+                           "message": "injected by the test"}).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _every_operation(store: dynamostore.DynamoStore) -> list:
+    return [lambda: store.create("j", JOB_INPUT, "o", 1000), lambda: store.get("j"),
+            lambda: store.claim("j", "o", 1000), lambda: store.heartbeat("j", "o", 0.5, 1000),
+            lambda: store.finish("j", "o", JobState.DONE, result={}), lambda: store.release("j", "o"),
+            lambda: store.expired(10)]
+
+
+def _attempts(client: Any) -> list[int]:
+    sent = [0]
+    client.meta.events.register("before-send.dynamodb", lambda **_: sent.__setitem__(0, sent[0] + 1))
+    return sent
+
+
+def _client_at(endpoint: str, max_attempts: int = 3) -> Any:
+    """A client like the store's, at ``endpoint``, with ``max_attempts`` attempts per call."""
+    config = dynamostore.CLIENT_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": max_attempts}))
+    return boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint, config=config)
+
+
+def test_unreachable_endpoint_raises_store_unavailable_after_three_attempts(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    client = dynamostore.make_client()
+    sent = _attempts(client)
+    store = dynamostore.DynamoStore("jobs-down", client=client)
+    with pytest.raises(StoreUnavailable) as info:
+        store.get("job-1")
+    assert str(info.value) == "DynamoDB table jobs-down: EndpointConnectionError"
+    assert sent[0] == 3
+    one_try = dynamostore.DynamoStore("jobs-down", client=_client_at(os.environ["AWS_ENDPOINT_URL"], 1))
+    for operation in _every_operation(one_try):
+        with pytest.raises(StoreUnavailable, match="^DynamoDB table jobs-down: EndpointConnectionError$"):
+            operation()
+
+
+def test_throttling_raises_store_unavailable_after_three_attempts(monkeypatch):
+    server = FakeDynamo(400, "ThrottlingException")
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        store = dynamostore.DynamoStore("jobs-busy")
+        with pytest.raises(StoreUnavailable) as info:
+            store.claim("job-1", "orch-a", 1000)
+        assert str(info.value) == "DynamoDB table jobs-busy: ThrottlingException"
+        assert server.requests == 3
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("status", "code"), [
+    (400, "ProvisionedThroughputExceededException"), (400, "RequestLimitExceeded"),
+    (500, "InternalServerError"), (503, "ServiceUnavailable"), (400, "ResourceNotFoundException")])
+def test_every_unavailable_code_from_every_operation_is_store_unavailable(status, code):
+    server = FakeDynamo(status, code)
+    try:
+        store = dynamostore.DynamoStore("jobs-x", client=_client_at(server.endpoint, max_attempts=1))
+        for operation in _every_operation(store):
+            with pytest.raises(StoreUnavailable, match=f"^DynamoDB table jobs-x: {code}$"):
+                operation()
+        assert server.requests == 7
+    finally:
+        server.close()
+
+
+def test_other_client_errors_are_not_reported_as_unavailable():
+    server = FakeDynamo(400, "ValidationException")
+    try:
+        store = dynamostore.DynamoStore("jobs-x", client=_client_at(server.endpoint, max_attempts=1))
+        with pytest.raises(ClientError) as info:
+            store.get("job-1")
+        assert not isinstance(info.value, StoreUnavailable)
+        assert info.value.response["Error"]["Code"] == "ValidationException"
+    finally:
+        server.close()
+
+
+def test_store_recovers_by_itself_when_dynamodb_comes_back(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    store = dynamostore.DynamoStore("jobs-recovering")
+    with pytest.raises(StoreUnavailable):
+        store.get("job-1")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/moto-api/", timeout=30, proc=proc)
+        dynamostore.create_table("jobs-recovering")
+        assert store.create("job-1", JOB_INPUT, "orch-a", 1000)["state"] == "queued"
+        assert store.get("job-1")["jobId"] == "job-1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# --- the table --------------------------------------------------------------------------
+
+def test_create_table_cli_is_idempotent_and_builds_index_ttl_pitr_sse(moto_server):
+    name = f"jobs-cli-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **moto_server.env(), "JOBS_TABLE_NAME": name}
+    runs = [subprocess.run([sys.executable, "store.py", "create-table"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60) for _ in range(2)]
+    assert [(r.returncode, r.stdout, r.stderr) for r in runs] == [
+        (0, f"created: {name}\n", ""), (0, f"exists: {name}\n", "")]
+    client = _client_at(moto_server.endpoint)
+    table = client.describe_table(TableName=name)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "jobId", "KeyType": "HASH"}]
+    assert sorted((a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]) == [
+        ("activeShard", "S"), ("jobId", "S"), ("leaseExpiresAt", "N")]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSEDescription"]["Status"] == "ENABLED"
+    [index] = table["GlobalSecondaryIndexes"]
+    assert (index["IndexName"], index["KeySchema"], index["Projection"]) == (
+        "active-by-lease",
+        [{"AttributeName": "activeShard", "KeyType": "HASH"},
+         {"AttributeName": "leaseExpiresAt", "KeyType": "RANGE"}],
+        {"ProjectionType": "KEYS_ONLY"})
+    ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")
+    pitr = client.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    assert pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+def test_item_layout_active_index_membership_and_ttl(moto_server, monkeypatch):
+    name, client = _table(moto_server, monkeypatch)
+    store = dynamostore.DynamoStore(name, client=client, clock=lambda: T0, ttl_seconds=3600)
+    store.create("job-1", JOB_INPUT, "orch-a", 30_000)
+    item = client.get_item(TableName=name, Key={"jobId": {"S": "job-1"}})["Item"]
+    assert item == {
+        "jobId": {"S": "job-1"}, "state": {"S": "queued"}, "progress": {"N": "0"},
+        "createdAt": {"S": "2027-01-15T08:00:00.000Z"}, "updatedAt": {"S": "2027-01-15T08:00:00.000Z"},
+        "prompt": {"S": "a lighthouse at dusk"}, "seed": {"N": "42"}, "style": {"S": "watercolor"},
+        "attempts": {"N": "0"}, "owner": {"S": "orch-a"}, "leaseExpiresAt": {"N": "1800000030000"},
+        "activeShard": {"S": "active"}, "ttl": {"N": "1800003600"}}
+    store.claim("job-1", "orch-a", 30_000)
+    store.finish("job-1", "orch-a", JobState.DONE, result={"sceneUrl": "s3://scenes/1.glb"})
+    item = client.get_item(TableName=name, Key={"jobId": {"S": "job-1"}})["Item"]
+    assert sorted(item) == ["attempts", "createdAt", "jobId", "owner", "progress", "prompt", "result",
+                            "seed", "state", "style", "ttl", "updatedAt"]
+    assert (item["state"], item["result"], item["ttl"]) == (
+        {"S": "done"}, {"S": '{"sceneUrl":"s3://scenes/1.glb"}'}, {"N": "1800003600"})
+    index = client.scan(TableName=name, IndexName="active-by-lease")["Items"]
+    assert index == []
+
+
+# --- requests per job, and the IAM policy that allows them -----------------------------
+
+def _iam_dynamodb_actions() -> set[str]:
+    assert IAM_TF.is_file(), f"{IAM_TF} is missing: it must grant the DynamoDB actions the store calls"
+    return set(re.findall(r'"dynamodb:([A-Za-z*]+)"', IAM_TF.read_text()))
+
+
+def test_a_job_costs_literal_request_counts_and_iam_grants_exactly_those_operations(moto_server, monkeypatch):
+    name, client = _table(moto_server, monkeypatch)
+    now = [T0]
+    store = dynamostore.DynamoStore(name, client=client, clock=lambda: now[0])
+    rec = Recorder(client)
+
+    store.create("job-1", JOB_INPUT, "orch-a", 30_000)
+    assert rec.take() == {"PutItem": 1}
+    assert store.claim("job-1", "orch-a", 30_000) is not None
+    assert rec.take() == {"UpdateItem": 1}
+    for progress in (0.25, 0.5, 0.75):
+        store.heartbeat("job-1", "orch-a", progress, 30_000)
+    assert rec.take() == {"UpdateItem": 3}
+    store.get("job-1")
+    assert rec.take() == {"GetItem": 1}
+    store.finish("job-1", "orch-a", JobState.DONE, result={"frames": 24})
+    assert rec.take() == {"UpdateItem": 1}
+
+    # Crash recovery: a lease handed back is found through the index and claimed elsewhere.
+    store.create("job-2", JOB_INPUT, "orch-a", 30_000)
+    store.release("job-2", "orch-a")
+    assert store.expired(10) == ["job-2"]
+    assert store.claim("job-2", "orch-b", 30_000)["owner"] == "orch-b"
+    queries = [params for op, params in rec.calls if op == "Query"]
+    assert rec.take() == {"PutItem": 1, "UpdateItem": 2, "Query": 1}
+    assert [q["IndexName"] for q in queries] == ["active-by-lease"]
+
+    # Rejected writes: one request each (the old item comes back with the failure)...
+    with pytest.raises(IllegalTransition):
+        store.finish("job-1", "orch-a", JobState.FAILED, error="late")
+    assert store.claim("job-2", "orch-c", 30_000) is None
+    assert rec.take() == {"UpdateItem": 2}
+    # ...except a heartbeat whose progress is lower than stored: two (the lease still extends).
+    store.heartbeat("job-2", "orch-b", 0.5, 30_000)
+    store.heartbeat("job-2", "orch-b", 0.4, 30_000)
+    assert rec.take() == {"UpdateItem": 3}
+
+    sent = {op for op, _ in rec.calls}
+    assert sent <= {"GetItem", "PutItem", "UpdateItem", "Query"}
+    everything = _record_every_operation(moto_server, monkeypatch)
+    assert everything == {"GetItem", "PutItem", "UpdateItem", "Query"}
+    assert _iam_dynamodb_actions() == everything
+
+
+def _record_every_operation(moto_server, monkeypatch) -> set[str]:
+    """The operation names one full job life sends: create, claim, heartbeat, finish, get,
+    release, expired; asserting on the way that every write is conditional and every
+    read strongly consistent."""
+    name, client = _table(moto_server, monkeypatch)
+    store = dynamostore.DynamoStore(name, client=client)
+    rec = Recorder(client)
+    store.create("job-1", JOB_INPUT, "orch-a", 30_000)
+    store.claim("job-1", "orch-a", 30_000)
+    store.heartbeat("job-1", "orch-a", 0.5, 30_000)
+    store.release("job-1", "orch-a")
+    store.expired(10)
+    store.claim("job-1", "orch-a", 30_000)
+    store.finish("job-1", "orch-a", JobState.DONE, result={})
+    store.get("job-1")
+    for op, params in rec.calls:
+        if op in ("PutItem", "UpdateItem"):
+            assert params["ConditionExpression"], op
+        if op == "GetItem":
+            assert params["ConsistentRead"] is True
+    return {op for op, _ in rec.calls}
+

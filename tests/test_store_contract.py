@@ -1,0 +1,385 @@
+"""One contract for every JobStore backend: MemoryStore, DynamoStore on moto server, and
+DynamoStore on dynalite (a stricter DynamoDB-protocol server that serialises writes to an
+item as DynamoDB does). Time is a fake clock injected into the store, so lease expiry is
+exact and no test sleeps."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+import pytest
+
+import dynamostore
+from dynalite_server import INSTALL_HINT, DynaliteServer, find_dynalite
+from store import IllegalTransition, JobExists, JobNotFound, JobState, JobStore, LeaseLost, MemoryStore
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+LEASE_MS = 30_000
+JOB_INPUT = {"prompt": "a lighthouse at dusk", "seed": 42, "style": "watercolor"}
+RACERS = 8
+MOTO_RACE_SKIP = ("moto server applies conditional writes without a per-item lock: measured 1 race in "
+                  "200 with two winning claims and 1 in 200 with two finishes; races are proven on "
+                  "dynalite, which locks each item like DynamoDB")
+
+
+class FakeClock:
+    """Epoch seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclasses.dataclass
+class Backend:
+    name: str
+    clock: FakeClock
+    open: Callable[[], JobStore]  # another handle on the same jobs: one orchestrator replica
+
+
+@pytest.fixture(scope="session")
+def dynalite_server():
+    executable = find_dynalite()
+    if executable is None:
+        pytest.skip(INSTALL_HINT)
+    server = DynaliteServer(executable)
+    yield server
+    server.stop()
+
+
+def _wait_active(client: Any, name: str) -> None:
+    deadline = time.monotonic() + 20
+    while client.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
+        assert time.monotonic() < deadline, f"table {name} not ACTIVE after 20s"
+        time.sleep(0.02)
+
+
+@pytest.fixture(params=["memory", "moto", "dynalite"])
+def backend(request, monkeypatch):
+    clock = FakeClock()
+    if request.param == "memory":
+        shared = MemoryStore(clock=clock)
+        yield Backend("memory", clock, lambda: shared)
+        return
+    server = request.getfixturevalue(f"{request.param}_server")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    client = dynamostore.make_client()
+    table = f"jobs-contract-{uuid.uuid4().hex[:12]}"
+    if request.param == "moto":
+        dynamostore.create_table(table, client=client)
+    else:  # dynalite has no UpdateTimeToLive: create the same table without TTL/PITR
+        client.create_table(**dynamostore.table_definition(table))
+        _wait_active(client, table)
+    yield Backend(request.param, clock, lambda: dynamostore.DynamoStore(table, client=client, clock=clock))
+    client.delete_table(TableName=table)
+
+
+def _assert_types(job: dict[str, Any]) -> None:
+    """Numbers come back as Python numbers of the interface's types, not Decimals."""
+    assert type(job["progress"]) is float
+    assert type(job["attempts"]) is int
+    assert type(job["input"]["seed"]) is int
+    assert job["leaseExpiresAt"] is None or type(job["leaseExpiresAt"]) is int
+
+
+def _queued(job_id: str = "job-1", owner: str = "orch-a") -> dict[str, Any]:
+    return {
+        "jobId": job_id, "state": "queued", "progress": 0.0, "result": None, "error": None,
+        "createdAt": "2027-01-15T08:00:00.000Z", "updatedAt": "2027-01-15T08:00:00.000Z",
+        "input": {"prompt": "a lighthouse at dusk", "seed": 42, "style": "watercolor"},
+        "attempts": 0, "owner": owner, "leaseExpiresAt": 1_800_000_030_000,
+    }
+
+
+def _running(b: Backend, job_id: str = "job-1", owner: str = "orch-a") -> JobStore:
+    store = b.open()
+    store.create(job_id, JOB_INPUT, owner, LEASE_MS)
+    assert store.claim(job_id, owner, LEASE_MS) is not None
+    return store
+
+
+# --- create / get ---------------------------------------------------------------------
+
+def test_create_returns_the_queued_job_and_every_replica_reads_it_back(backend):
+    created = backend.open().create("job-1", JOB_INPUT, "orch-a", LEASE_MS)
+    assert created == _queued()
+    got = backend.open().get("job-1")
+    assert got == _queued()
+    _assert_types(got)
+
+
+def test_create_without_style_stores_prompt_and_seed_only(backend):
+    store = backend.open()
+    store.create("job-2", {"prompt": "fog", "seed": 7}, "orch-a", LEASE_MS)
+    assert store.get("job-2")["input"] == {"prompt": "fog", "seed": 7}
+
+
+def test_get_of_unknown_job_returns_none(backend):
+    assert backend.open().get("no-such-job") is None
+
+
+def test_create_of_existing_id_raises_job_exists_and_keeps_the_first(backend):
+    store = backend.open()
+    store.create("job-1", JOB_INPUT, "orch-a", LEASE_MS)
+    with pytest.raises(JobExists) as info:
+        backend.open().create("job-1", {"prompt": "other", "seed": 1}, "orch-b", LEASE_MS)
+    assert info.value.job_id == "job-1"
+    assert store.get("job-1") == _queued()
+
+
+# --- claim ----------------------------------------------------------------------------
+
+def test_owner_claims_its_queued_job_and_counts_an_attempt(backend):
+    store = backend.open()
+    store.create("job-1", JOB_INPUT, "orch-a", LEASE_MS)
+    backend.clock.advance(1)
+    claimed = store.claim("job-1", "orch-a", 60_000)
+    expected = {**_queued(), "state": "running", "attempts": 1, "updatedAt": "2027-01-15T08:00:01.000Z",
+                "leaseExpiresAt": 1_800_000_061_000}
+    assert claimed == expected
+    assert store.get("job-1") == expected
+    _assert_types(claimed)
+
+
+def test_claim_under_another_owners_live_lease_returns_none_and_changes_nothing(backend):
+    store = backend.open()
+    store.create("job-1", JOB_INPUT, "orch-a", LEASE_MS)
+    backend.clock.advance(29.999)
+    assert backend.open().claim("job-1", "orch-b", LEASE_MS) is None
+    assert store.get("job-1") == _queued()
+
+
+def test_claim_is_allowed_from_the_millisecond_the_lease_expires(backend):
+    store = _running(backend)  # claimed at T0: lease until T0 + 30 s, attempts 1
+    backend.clock.advance(30)
+    claimed = backend.open().claim("job-1", "orch-b", LEASE_MS)
+    assert (claimed["owner"], claimed["state"], claimed["attempts"], claimed["leaseExpiresAt"]) == (
+        "orch-b", "running", 2, 1_800_000_060_000)
+    assert store.get("job-1")["owner"] == "orch-b"
+
+
+def test_claim_counts_every_attempt(backend):
+    store = backend.open()
+    store.create("job-1", JOB_INPUT, "orch-a", LEASE_MS)
+    for owner in ("orch-a", "orch-b", "orch-c"):
+        backend.clock.advance(31)
+        assert store.claim("job-1", owner, LEASE_MS)["owner"] == owner
+    assert store.get("job-1")["attempts"] == 3
+
+
+def test_claim_of_finished_or_unknown_job_returns_none(backend):
+    store = _running(backend)
+    store.finish("job-1", "orch-a", JobState.DONE, result={"url": "s3://b/k"})
+    backend.clock.advance(3600)
+    assert store.claim("job-1", "orch-a", LEASE_MS) is None
+    assert store.claim("job-1", "orch-b", LEASE_MS) is None
+    assert store.claim("no-such-job", "orch-a", LEASE_MS) is None
+    assert store.get("job-1")["state"] == "done"
+
+
+# --- heartbeat ------------------------------------------------------------------------
+
+def test_heartbeat_records_progress_never_lower_and_extends_the_lease(backend):
+    store = _running(backend)
+    backend.clock.advance(5)
+    store.heartbeat("job-1", "orch-a", 0.5, LEASE_MS)
+    backend.clock.advance(5)
+    store.heartbeat("job-1", "orch-a", 0.25, LEASE_MS)
+    job = store.get("job-1")
+    assert (job["progress"], job["leaseExpiresAt"], job["updatedAt"]) == (
+        0.5, 1_800_000_040_000, "2027-01-15T08:00:10.000Z")
+    backend.clock.advance(1)
+    store.heartbeat("job-1", "orch-a", 0.75, LEASE_MS)
+    assert store.get("job-1")["progress"] == 0.75
+
+
+def test_heartbeat_by_another_owner_raises_lease_lost_and_changes_nothing(backend):
+    store = _running(backend)
+    before = store.get("job-1")
+    with pytest.raises(LeaseLost) as info:
+        backend.open().heartbeat("job-1", "orch-b", 0.9, LEASE_MS)
+    assert (info.value.job_id, info.value.owner) == ("job-1", "orch-b")
+    assert store.get("job-1") == before
+
+
+def test_heartbeat_after_being_claimed_away_raises_lease_lost(backend):
+    store = _running(backend)
+    backend.clock.advance(31)
+    backend.open().claim("job-1", "orch-b", LEASE_MS)
+    with pytest.raises(LeaseLost):
+        store.heartbeat("job-1", "orch-a", 0.9, LEASE_MS)
+
+
+def test_heartbeat_on_queued_or_finished_job_raises_lease_lost(backend):
+    store = backend.open()
+    store.create("job-q", JOB_INPUT, "orch-a", LEASE_MS)
+    with pytest.raises(LeaseLost):
+        store.heartbeat("job-q", "orch-a", 0.1, LEASE_MS)
+    _running(backend, "job-f").finish("job-f", "orch-a", JobState.FAILED, error="boom")
+    with pytest.raises(LeaseLost):
+        store.heartbeat("job-f", "orch-a", 0.1, LEASE_MS)
+
+
+def test_heartbeat_on_unknown_job_raises_job_not_found(backend):
+    with pytest.raises(JobNotFound):
+        backend.open().heartbeat("no-such-job", "orch-a", 0.1, LEASE_MS)
+
+
+# --- finish ---------------------------------------------------------------------------
+
+def test_finish_done_sets_progress_one_and_result_and_leaves_the_lease(backend):
+    store = _running(backend)
+    store.heartbeat("job-1", "orch-a", 0.4, LEASE_MS)
+    backend.clock.advance(12)
+    done = store.finish("job-1", "orch-a", JobState.DONE, result={"sceneUrl": "s3://scenes/1.glb", "frames": 24})
+    expected = {**_queued(), "state": "done", "progress": 1.0, "attempts": 1,
+                "result": {"sceneUrl": "s3://scenes/1.glb", "frames": 24},
+                "updatedAt": "2027-01-15T08:00:12.000Z", "leaseExpiresAt": None}
+    assert done == expected
+    assert backend.open().get("job-1") == expected
+    _assert_types(done)
+
+
+def test_finish_failed_records_the_error_and_keeps_progress(backend):
+    store = _running(backend)
+    store.heartbeat("job-1", "orch-a", 0.4, LEASE_MS)
+    failed = store.finish("job-1", "orch-a", JobState.FAILED, error="worker timed out after 3 attempts")
+    assert {k: failed[k] for k in ("state", "progress", "result", "error", "leaseExpiresAt")} == {
+        "state": "failed", "progress": 0.4, "result": None,
+        "error": "worker timed out after 3 attempts", "leaseExpiresAt": None}
+    assert store.get("job-1") == failed
+
+
+def test_queued_job_may_fail_but_not_be_done(backend):
+    store = backend.open()
+    store.create("job-1", JOB_INPUT, "orch-a", LEASE_MS)
+    with pytest.raises(IllegalTransition) as info:
+        store.finish("job-1", "orch-a", JobState.DONE, result={})
+    assert (info.value.job_id, info.value.from_state, info.value.to_state) == ("job-1", "queued", "done")
+    assert store.finish("job-1", "orch-a", JobState.FAILED, error="cancelled")["state"] == "failed"
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    (JobState.DONE, JobState.DONE), (JobState.DONE, JobState.FAILED),
+    (JobState.FAILED, JobState.DONE), (JobState.FAILED, JobState.FAILED)])
+def test_finishing_twice_raises_illegal_transition_naming_both_states(backend, first, second):
+    store = _running(backend)
+    finished = store.finish("job-1", "orch-a", first, result={"n": 1}, error="e")
+    with pytest.raises(IllegalTransition) as info:
+        backend.open().finish("job-1", "orch-a", second, result={"n": 2}, error="late")
+    assert (info.value.job_id, info.value.from_state, info.value.to_state) == (
+        "job-1", first.value, second.value)
+    assert str(info.value) == f"job job-1: illegal transition {first.value} -> {second.value}"
+    assert store.get("job-1") == finished
+
+
+def test_finish_by_another_owner_raises_lease_lost_and_job_keeps_running(backend):
+    store = _running(backend)
+    with pytest.raises(LeaseLost) as info:
+        backend.open().finish("job-1", "orch-b", JobState.DONE, result={"n": 1})
+    assert (info.value.job_id, info.value.owner) == ("job-1", "orch-b")
+    assert store.get("job-1")["state"] == "running"
+
+
+def test_finish_of_unknown_job_raises_job_not_found(backend):
+    with pytest.raises(JobNotFound):
+        backend.open().finish("no-such-job", "orch-a", JobState.DONE, result={})
+
+
+# --- release --------------------------------------------------------------------------
+
+def test_release_lets_another_orchestrator_claim_at_once(backend):
+    store = _running(backend)
+    assert backend.open().claim("job-1", "orch-b", LEASE_MS) is None
+    store.release("job-1", "orch-a")
+    assert store.get("job-1")["leaseExpiresAt"] == 0
+    assert store.expired(10) == ["job-1"]
+    assert backend.open().claim("job-1", "orch-b", LEASE_MS)["owner"] == "orch-b"
+
+
+def test_release_by_another_owner_raises_lease_lost(backend):
+    store = _running(backend)
+    with pytest.raises(LeaseLost):
+        backend.open().release("job-1", "orch-b")
+    assert store.get("job-1")["leaseExpiresAt"] == 1_800_000_030_000
+
+
+def test_release_of_finished_job_changes_nothing_and_of_unknown_raises(backend):
+    store = _running(backend)
+    done = store.finish("job-1", "orch-a", JobState.DONE, result={"n": 1})
+    store.release("job-1", "orch-a")
+    assert store.get("job-1") == done
+    with pytest.raises(JobNotFound):
+        store.release("no-such-job", "orch-a")
+
+
+# --- expired --------------------------------------------------------------------------
+
+def test_expired_lists_only_expired_active_jobs_oldest_lease_first(backend):
+    store = backend.open()
+    for job_id, lease_ms in [("late", 20_000), ("early", 5_000), ("live", 90_000), ("mid", 10_000),
+                             ("finished", 1_000)]:
+        store.create(job_id, JOB_INPUT, "orch-a", lease_ms)
+    store.finish("finished", "orch-a", JobState.FAILED, error="cancelled")
+    assert store.expired(10) == []
+    backend.clock.advance(20)
+    assert store.expired(10) == ["early", "mid", "late"]
+    assert store.expired(2) == ["early", "mid"]
+    assert store.expired(0) == []
+    store.claim("early", "orch-b", LEASE_MS)
+    assert backend.open().expired(10) == ["mid", "late"]
+
+
+# --- races: replicas with their own connections, released together ---------------------
+
+def _race(backend: Backend, action: Callable[[JobStore, int], Any]) -> list[Any]:
+    """Run ``action(store, i)`` in RACERS threads at once; return what each returned or raised."""
+    if backend.name == "moto":
+        pytest.skip(MOTO_RACE_SKIP)
+    stores = [backend.open() for _ in range(RACERS)]
+    barrier = threading.Barrier(RACERS)
+    outcomes: list[Any] = [None] * RACERS
+
+    def run(i: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            outcomes[i] = action(stores[i], i)
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return outcomes
+
+
+def test_replicas_racing_to_claim_an_expired_job_have_exactly_one_winner(backend):
+    backend.open().create("job-1", JOB_INPUT, "orch-dead", LEASE_MS)
+    backend.clock.advance(31)
+    outcomes = _race(backend, lambda s, i: s.claim("job-1", f"orch-{i}", LEASE_MS))
+    winners = [i for i, o in enumerate(outcomes) if o is not None]
+    assert len(winners) == 1, outcomes
+    job = backend.open().get("job-1")
+    assert (job["owner"], job["attempts"]) == (f"orch-{winners[0]}", 1)
+
+
+def test_racing_finishes_of_one_job_have_exactly_one_winner(backend):
+    _running(backend)
+    states = [JobState.DONE, JobState.FAILED]
+    outcomes = _race(backend, lambda s, i: s.finish("job-1", "orch-a", states[i % 2], result={"by": i},
+                                                    error=f"by {i}"))
+    winners = [o for o in outcomes if isinstance(o, dict)]
+    losers = [o for o in outcomes if isinstance(o, IllegalTransition)]
+    assert (len(winners), len(losers)) == (1, RACERS - 1), outcomes
+    assert backend.open().get("job-1") == winners[0]
