@@ -221,7 +221,7 @@ class Dispatcher:
         try:
             output = self._run_with_retries(job, request_id)
         except WorkerError as exc:
-            log.error("job failed", reason=str(exc), workerUrl=self.client.base_url)
+            log.error("job failed", exc=exc, workerUrl=self.client.base_url)
             self._finish(job, JobState.FAILED, error=str(exc))
         except LeaseLost:
             log.warning("lease lost: another orchestrator owns the job now; abandoning this run")

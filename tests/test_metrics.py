@@ -1,0 +1,91 @@
+"""EMF documents: built by a pure function, written as log lines, valid per the spec."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import jsonschema
+import pytest
+
+import logjson
+import metrics
+from emfcheck import assert_emf_valid
+
+
+def test_build_emf_returns_the_literal_document():
+    doc = metrics.build_emf("GhostEngine", {"Service": "orchestrator", "Environment": "dev"},
+                            [("JobSucceeded", "Count", 1), ("JobDurationMs", "Milliseconds", 2004)],
+                            timestamp_ms=1795858367981, properties={"state": "done"})
+    assert doc == {
+        "_aws": {
+            "Timestamp": 1795858367981,
+            "CloudWatchMetrics": [{
+                "Namespace": "GhostEngine",
+                "Dimensions": [["Service", "Environment"]],
+                "Metrics": [{"Name": "JobSucceeded", "Unit": "Count"},
+                            {"Name": "JobDurationMs", "Unit": "Milliseconds"}],
+            }],
+        },
+        "Service": "orchestrator",
+        "Environment": "dev",
+        "JobSucceeded": 1,
+        "JobDurationMs": 2004,
+        "state": "done",
+    }
+    assert_emf_valid(doc)
+
+
+def test_build_emf_rejects_an_unknown_unit_and_too_many_metrics():
+    with pytest.raises(ValueError, match="metric X: unit 'Widgets' is not an EMF unit"):
+        metrics.build_emf("N", {"Service": "s"}, [("X", "Widgets", 1)], 0)
+    with pytest.raises(ValueError, match="1..100 metrics, got 101"):
+        metrics.build_emf("N", {"Service": "s"}, [(f"M{i}", "Count", 1) for i in range(101)], 0)
+
+
+def test_job_metrics_writes_one_emf_log_line_per_finished_job():
+    out = io.StringIO()
+    logjson.configure("orchestrator", "INFO", stream=out)
+    token = logjson.job_id.set("job-1")
+    try:
+        metrics.JobMetrics("GhostEngine", "orchestrator", "dev").job_finished(
+            {"state": "failed", "attempts": 2, "createdAt": "2026-11-28T09:00:00.000Z",
+             "updatedAt": "2026-11-28T09:00:03.250Z"},
+            {"updatedAt": "2026-11-28T09:00:00.125Z"})
+    finally:
+        logjson.job_id.reset(token)
+        logjson.configure("test", "INFO")
+    line = json.loads(out.getvalue())
+    assert_emf_valid(line)
+    assert isinstance(line["_aws"].pop("Timestamp"), int)
+    del line["timestamp"]
+    assert line == {
+        "level": "INFO", "service": "orchestrator", "message": "job metrics", "jobId": "job-1",
+        "_aws": {"CloudWatchMetrics": [{
+            "Namespace": "GhostEngine", "Dimensions": [["Service", "Environment"]],
+            "Metrics": [{"Name": "JobSucceeded", "Unit": "Count"}, {"Name": "JobFailed", "Unit": "Count"},
+                        {"Name": "JobDurationMs", "Unit": "Milliseconds"},
+                        {"Name": "JobQueueWaitMs", "Unit": "Milliseconds"}]}]},
+        "Service": "orchestrator", "Environment": "dev",
+        "JobSucceeded": 0, "JobFailed": 1, "JobDurationMs": 3250, "JobQueueWaitMs": 125,
+        "state": "failed", "attempts": 2,
+    }
+
+
+@pytest.mark.parametrize("broken", [
+    {"_aws": {"CloudWatchMetrics": []}},  # no Timestamp
+    {"_aws": {"Timestamp": "1", "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [], "Metrics": [{"Name": "M"}]}]}, "M": 1},
+    {"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [["D"]], "Metrics": [{"Name": "M", "Unit": "Widgets"}]}]}, "D": "x", "M": 1},
+])
+def test_the_schema_rejects_invalid_documents(broken):
+    with pytest.raises(jsonschema.ValidationError):
+        assert_emf_valid(broken)
+
+
+@pytest.mark.parametrize("broken", [
+    {"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [["D"]], "Metrics": [{"Name": "M"}]}]}, "M": 1},
+    {"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [], "Metrics": [{"Name": "M"}]}]}, "M": "1"},
+])
+def test_the_target_member_check_rejects_missing_dimensions_and_non_numeric_metrics(broken):
+    with pytest.raises(AssertionError):
+        assert_emf_valid(broken)
