@@ -97,10 +97,11 @@ def _request(client: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
         return getattr(client, operation)(**kwargs)
     except ClientError as exc:
         if _code(exc) in UNAVAILABLE_CODES:
-            raise StoreUnavailable(f"DynamoDB table {kwargs['TableName']}: {_code(exc)}") from exc
+            message = exc.response.get("Error", {}).get("Message", "")
+            raise StoreUnavailable(f"DynamoDB table {kwargs['TableName']}: {_code(exc)}: {message}") from exc
         raise
     except (ConnectionError, ReadTimeoutError, ConnectionClosedError) as exc:
-        raise StoreUnavailable(f"DynamoDB table {kwargs['TableName']}: {type(exc).__name__}") from exc
+        raise StoreUnavailable(f"DynamoDB table {kwargs['TableName']}: {type(exc).__name__}: {exc}") from exc
 
 
 def _values(**values: Any) -> dict[str, dict[str, str]]:

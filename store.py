@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import collections
 import enum
+import os
+import sys
 import threading
 import time
 from typing import Any, Callable, Protocol
@@ -248,23 +250,24 @@ def open_store(table_name: str | None, *, ttl_seconds: int = DEFAULT_TTL_SECONDS
 
 def main(argv: list[str]) -> int:
     """``python store.py create-table``: create the jobs table (idempotent)."""
-    import os  # noqa: PLC0415
-
     if argv[1:] != ["create-table"]:
         print("usage: python store.py create-table\n"
               "  Creates the DynamoDB table named by JOBS_TABLE_NAME (default ghost-engine-jobs-dev)\n"
               "  at the endpoint given by the standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION).",
-              file=__import__("sys").stderr)
+              file=sys.stderr)
         return 0 if argv[1:] in (["-h"], ["--help"]) else 2
     import dynamostore  # noqa: PLC0415
+    import store  # noqa: PLC0415 - as a script this module is __main__; errors are store's
 
     name = os.environ.get("JOBS_TABLE_NAME") or "ghost-engine-jobs-dev"
-    created = dynamostore.create_table(name)
+    try:
+        created = dynamostore.create_table(name)
+    except store.StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"{'created' if created else 'exists'}: {name}")
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv))

@@ -1,7 +1,9 @@
 """dynalite (npm) as a second, stricter DynamoDB-protocol server for the store contract.
 
 Found via ``DYNALITE_BIN``, then ``~/.cache/ghost-engine/dynalite`` (kept outside git),
-then ``PATH``. Tests that need it skip with ``INSTALL_HINT`` when it is absent.
+then ``PATH``. ``ensure_dynalite`` installs the pinned version into that cache with npm
+when it is missing, so CI and a fresh machine run these tests; they skip with
+``INSTALL_HINT`` only where node/npm are absent.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ def find_dynalite() -> str | None:
         if path and os.access(path, os.X_OK) and shutil.which("node"):
             return path
     return None
+
+
+def ensure_dynalite() -> str | None:
+    """The dynalite executable, installing it into the cache first if npm is available."""
+    found = find_dynalite()
+    if found or not (shutil.which("npm") and shutil.which("node")):
+        return found
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(CACHE_DIR),
+                    f"dynalite@{DYNALITE_VERSION}"], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return find_dynalite()
 
 
 class DynaliteServer:

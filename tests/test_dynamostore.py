@@ -133,11 +133,12 @@ def test_unreachable_endpoint_raises_store_unavailable_after_three_attempts(monk
     store = dynamostore.DynamoStore("jobs-down", client=client)
     with pytest.raises(StoreUnavailable) as info:
         store.get("job-1")
-    assert str(info.value) == "DynamoDB table jobs-down: EndpointConnectionError"
+    assert str(info.value) == ("DynamoDB table jobs-down: EndpointConnectionError: "
+                               f'Could not connect to the endpoint URL: "{os.environ["AWS_ENDPOINT_URL"]}/"')
     assert sent[0] == 3
     one_try = dynamostore.DynamoStore("jobs-down", client=_client_at(os.environ["AWS_ENDPOINT_URL"], 1))
     for operation in _every_operation(one_try):
-        with pytest.raises(StoreUnavailable, match="^DynamoDB table jobs-down: EndpointConnectionError$"):
+        with pytest.raises(StoreUnavailable, match="^DynamoDB table jobs-down: EndpointConnectionError: Could not connect"):
             operation()
 
 
@@ -148,7 +149,7 @@ def test_throttling_raises_store_unavailable_after_three_attempts(monkeypatch):
         store = dynamostore.DynamoStore("jobs-busy")
         with pytest.raises(StoreUnavailable) as info:
             store.claim("job-1", "orch-a", 1000)
-        assert str(info.value) == "DynamoDB table jobs-busy: ThrottlingException"
+        assert str(info.value) == "DynamoDB table jobs-busy: ThrottlingException: injected by the test"
         assert server.requests == 3
     finally:
         server.close()
@@ -162,7 +163,7 @@ def test_every_unavailable_code_from_every_operation_is_store_unavailable(status
     try:
         store = dynamostore.DynamoStore("jobs-x", client=_client_at(server.endpoint, max_attempts=1))
         for operation in _every_operation(store):
-            with pytest.raises(StoreUnavailable, match=f"^DynamoDB table jobs-x: {code}$"):
+            with pytest.raises(StoreUnavailable, match=f"^DynamoDB table jobs-x: {code}: injected by the test$"):
                 operation()
         assert server.requests == 7
     finally:

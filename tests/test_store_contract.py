@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pytest
 
 import dynamostore
-from dynalite_server import INSTALL_HINT, DynaliteServer, find_dynalite
+from dynalite_server import INSTALL_HINT, DynaliteServer, ensure_dynalite
 from store import IllegalTransition, JobExists, JobNotFound, JobState, JobStore, LeaseLost, MemoryStore
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -48,7 +48,7 @@ class Backend:
 
 @pytest.fixture(scope="session")
 def dynalite_server():
-    executable = find_dynalite()
+    executable = ensure_dynalite()
     if executable is None:
         pytest.skip(INSTALL_HINT)
     server = DynaliteServer(executable)
