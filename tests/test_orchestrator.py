@@ -1,0 +1,301 @@
+"""Unit tests for orchestrator: configuration, the public view of a job, the route table,
+and the handlers in-process (a real server thread, a MemoryStore and a fake dispatcher)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import os
+import re
+import socket
+import threading
+
+import pytest
+
+import logjson
+import orchestrator
+import store
+from dispatcher import DispatchConfig, Dispatcher
+from httpkit import ConfigError, HTTPError, Server
+from orchestrator import OrchestratorConfig
+
+UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def test_config_defaults_select_the_memory_store_and_write_every_progress_step():
+    config = OrchestratorConfig.from_env({})
+    assert (config.host, config.port, config.log_level, config.jobs_table_name, config.job_ttl_days,
+            config.memory_max_jobs, config.max_body_bytes, config.shutdown_grace_seconds, config.environment,
+            config.metrics_namespace) == ("127.0.0.1", 8080, "INFO", None, 7, 10000, 16384, 20.0, "local", "GhostEngine")
+    assert config.dispatch == DispatchConfig(
+        worker_url="http://127.0.0.1:8081", max_concurrent_jobs=8, max_queued_jobs=1000, dispatch_attempts=3,
+        retry_backoff_ms=500, worker_connect_timeout_seconds=2.0, worker_timeout_seconds=10.0, lease_seconds=30.0,
+        max_job_attempts=3, progress_write_interval_ms=0, reaper_interval_seconds=5.0)
+
+
+def test_config_with_a_table_writes_progress_at_most_once_a_second_by_default():
+    config = OrchestratorConfig.from_env({"JOBS_TABLE_NAME": "ghost-engine-jobs-dev"})
+    assert (config.jobs_table_name, config.dispatch.progress_write_interval_ms) == ("ghost-engine-jobs-dev", 1000)
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({"JOBS_TABLE_NAME": ""}, (None, 0)),
+    ({"PROGRESS_WRITE_INTERVAL_MS": "250"}, (None, 250)),
+    ({"JOBS_TABLE_NAME": "t", "PROGRESS_WRITE_INTERVAL_MS": "0"}, ("t", 0)),
+])
+def test_config_progress_write_interval_can_be_set_either_way(environ, expected):
+    config = OrchestratorConfig.from_env(environ)
+    assert (config.jobs_table_name, config.dispatch.progress_write_interval_ms) == expected
+
+
+def test_config_reads_every_variable():
+    config = OrchestratorConfig.from_env({
+        "HOST": "0.0.0.0", "PORT": "9000", "LOG_LEVEL": "debug", "JOBS_TABLE_NAME": "jobs", "JOB_TTL_DAYS": "2",
+        "MEMORY_MAX_JOBS": "50", "MAX_BODY_BYTES": "4096", "SHUTDOWN_GRACE_SECONDS": "3",
+        "WORKER_URL": "http://worker.ghost-engine-dev.local:8081", "MAX_CONCURRENT_JOBS": "4",
+        "MAX_QUEUED_JOBS": "20", "DISPATCH_ATTEMPTS": "5", "RETRY_BACKOFF_MS": "0",
+        "WORKER_CONNECT_TIMEOUT_SECONDS": "0.5", "WORKER_TIMEOUT_SECONDS": "3.5", "JOB_LEASE_SECONDS": "12",
+        "MAX_JOB_ATTEMPTS": "2", "PROGRESS_WRITE_INTERVAL_MS": "100", "REAPER_INTERVAL_SECONDS": "0.05",
+        "ENVIRONMENT": "dev", "METRICS_NAMESPACE": "GhostEngineTest",
+    })
+    assert (config.host, config.port, config.log_level, config.jobs_table_name, config.job_ttl_days,
+            config.memory_max_jobs, config.max_body_bytes, config.shutdown_grace_seconds, config.environment,
+            config.metrics_namespace) == ("0.0.0.0", 9000, "DEBUG", "jobs", 2, 50, 4096, 3.0, "dev", "GhostEngineTest")
+    assert config.dispatch == DispatchConfig(
+        worker_url="http://worker.ghost-engine-dev.local:8081", max_concurrent_jobs=4, max_queued_jobs=20,
+        dispatch_attempts=5, retry_backoff_ms=0, worker_connect_timeout_seconds=0.5, worker_timeout_seconds=3.5,
+        lease_seconds=12.0, max_job_attempts=2, progress_write_interval_ms=100, reaper_interval_seconds=0.05)
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"PORT": "eighty"}, "PORT must be an integer, got 'eighty'"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
+    ({"JOB_TTL_DAYS": "0"}, "JOB_TTL_DAYS must be >= 1, got 0"),
+    ({"MEMORY_MAX_JOBS": "0"}, "MEMORY_MAX_JOBS must be >= 1, got 0"),
+    ({"MAX_BODY_BYTES": "100"}, "MAX_BODY_BYTES must be >= 256, got 100"),
+    ({"MAX_CONCURRENT_JOBS": "0"}, "MAX_CONCURRENT_JOBS must be >= 1, got 0"),
+    ({"MAX_QUEUED_JOBS": "none"}, "MAX_QUEUED_JOBS must be an integer, got 'none'"),
+    ({"DISPATCH_ATTEMPTS": "0"}, "DISPATCH_ATTEMPTS must be >= 1, got 0"),
+    ({"RETRY_BACKOFF_MS": "-5"}, "RETRY_BACKOFF_MS must be >= 0, got -5"),
+    ({"WORKER_CONNECT_TIMEOUT_SECONDS": "0"}, "WORKER_CONNECT_TIMEOUT_SECONDS must be >= 0.1, got 0"),
+    ({"WORKER_TIMEOUT_SECONDS": "ten"}, "WORKER_TIMEOUT_SECONDS must be a number, got 'ten'"),
+    ({"JOB_LEASE_SECONDS": "0.5"}, "JOB_LEASE_SECONDS must be >= 1.0, got 0.5"),
+    ({"MAX_JOB_ATTEMPTS": "0"}, "MAX_JOB_ATTEMPTS must be >= 1, got 0"),
+    ({"PROGRESS_WRITE_INTERVAL_MS": "-1"}, "PROGRESS_WRITE_INTERVAL_MS must be >= 0, got -1"),
+    ({"REAPER_INTERVAL_SECONDS": "0.01"}, "REAPER_INTERVAL_SECONDS must be >= 0.05, got 0.01"),
+    ({"SHUTDOWN_GRACE_SECONDS": "-1"}, "SHUTDOWN_GRACE_SECONDS must be >= 0.0, got -1"),
+])
+def test_config_errors_name_the_variable(environ, message):
+    with pytest.raises(ConfigError) as info:
+        OrchestratorConfig.from_env(environ)
+    assert str(info.value) == message
+
+
+def test_config_rejects_a_port_above_65535():
+    """Otherwise bind() raises OverflowError at start-up: a traceback, not the one-line
+    configuration error and exit 2."""
+    with pytest.raises(ConfigError) as info:
+        OrchestratorConfig.from_env({"PORT": "70000"})
+    assert "PORT" in str(info.value)
+
+
+def test_build_wires_a_memory_store_and_a_dispatcher_with_a_unique_owner():
+    config = OrchestratorConfig.from_env({"WORKER_URL": "http://127.0.0.1:9"})
+    first, second = orchestrator.build(config), orchestrator.build(config)
+    assert isinstance(first.store, store.MemoryStore)
+    assert isinstance(first.dispatcher, Dispatcher)
+    assert first.dispatcher.client.base_url == "http://127.0.0.1:9"
+    assert first.dispatcher.lease_ms == 30000
+    assert re.fullmatch(rf"{re.escape(socket.gethostname())}-{os.getpid()}-[0-9a-f]{{8}}", first.dispatcher.owner)
+    assert first.dispatcher.owner != second.dispatcher.owner
+
+
+def test_build_rejects_a_worker_url_that_is_not_http():
+    with pytest.raises(ValueError) as info:
+        orchestrator.build(OrchestratorConfig.from_env({"WORKER_URL": "worker:8081"}))
+    assert str(info.value) == "WORKER_URL must be an http:// URL, got 'worker:8081'"
+
+
+# -- public view, routes, error map -----------------------------------------------------
+
+JOB = {
+    "jobId": "0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", "state": "running", "progress": 0.5, "result": None,
+    "error": None, "createdAt": "2026-11-28T09:00:00.000Z", "updatedAt": "2026-11-28T09:00:01.000Z",
+    "input": {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}, "attempts": 1,
+    "owner": "host-1-abcd", "leaseExpiresAt": 1796000000000, "activeShard": "active", "ttl": 1796600000,
+}
+
+
+def test_public_view_shows_the_job_without_lease_internals():
+    assert orchestrator.public_view(JOB) == {
+        "jobId": "0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", "state": "running", "progress": 0.5, "result": None,
+        "error": None, "createdAt": "2026-11-28T09:00:00.000Z", "updatedAt": "2026-11-28T09:00:01.000Z",
+        "input": {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}, "attempts": 1,
+    }
+
+
+def test_public_view_has_every_public_key_even_when_missing():
+    assert orchestrator.public_view({"jobId": "j", "state": "queued"}) == {
+        "jobId": "j", "state": "queued", "progress": None, "result": None, "error": None,
+        "createdAt": None, "updatedAt": None, "input": None, "attempts": None}
+
+
+def test_routes_table():
+    assert orchestrator.ROUTES == {
+        ("POST", "/generate-scene"): orchestrator.generate_scene,
+        ("GET", "/status/{job_id}"): orchestrator.job_status,
+        ("GET", "/healthz"): orchestrator.healthz,
+    }
+
+
+def test_router_matches_status_ids_and_answers_405_with_allow():
+    router = orchestrator.OrchestratorHandler.router
+    assert router.match("GET", "/status/abc") == (orchestrator.job_status, {"job_id": "abc"})
+    with pytest.raises(HTTPError) as info:
+        router.match("GET", "/generate-scene")
+    assert (info.value.status, info.value.headers) == (405, {"Allow": "POST"})
+
+
+@pytest.mark.parametrize("exc", [store.StoreUnavailable("DynamoDB throttled"), store.StoreFull("DynamoDB throttled")])
+def test_store_errors_map_to_503_store_unavailable_with_retry_after(exc):
+    [to_http] = [f for t, f in orchestrator.OrchestratorHandler.error_map.items() if isinstance(exc, t)]
+    mapped = to_http(exc)
+    assert (mapped.status, mapped.body(), mapped.headers) == (
+        503, {"error": {"code": "store_unavailable",
+                        "message": "job store unavailable: DynamoDB throttled; retry shortly"}},
+        {"Retry-After": "1"})
+
+
+# -- handlers, in-process ---------------------------------------------------------------
+
+
+class FakeDispatcher:
+    """Stands in for Dispatcher: records submissions; ``room`` says whether it has any."""
+
+    def __init__(self, room: bool = True):
+        self.owner, self.lease_ms, self.room = "orch-test", 30000, room
+        self.submitted: list[tuple[str, str | None]] = []
+
+    def has_room(self) -> bool:
+        return self.room
+
+    def submit(self, job_id: str, request_id: str | None) -> bool:
+        self.submitted.append((job_id, request_id))
+        return True
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs():
+    saved = (logjson.log.service, logjson.log.threshold, logjson.log.stream)
+    logjson.log.stream = io.StringIO()
+    yield
+    logjson.log.service, logjson.log.threshold, logjson.log.stream = saved
+
+
+@contextlib.contextmanager
+def serving(job_store, dispatcher):
+    app = orchestrator.Orchestrator(OrchestratorConfig(), job_store, dispatcher)
+    srv = Server(("127.0.0.1", 0), orchestrator.OrchestratorHandler, app)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
+
+
+def call(port: int, method: str, path: str, body: object = None, headers: dict[str, str] | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, path, data, {"Content-Type": "application/json", **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, resp.headers, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_generate_scene_records_a_queued_job_submits_it_and_answers_202_with_location():
+    job_store, dispatcher = store.MemoryStore(), FakeDispatcher()
+    with serving(job_store, dispatcher) as port:
+        status, headers, body = call(port, "POST", "/generate-scene",
+                                     {"prompt": "a spooky hallway", "seed": 123, "style": "doom"},
+                                     {"X-Request-Id": "req-gen"})
+    job_id = body["jobId"]
+    assert UUID4_RE.match(job_id)
+    assert (status, body, headers["Location"]) == (
+        202, {"jobId": job_id, "statusUrl": f"/status/{job_id}"}, f"/status/{job_id}")
+    assert dispatcher.submitted == [(job_id, "req-gen")]
+    job = job_store.get(job_id)
+    assert (job["state"], job["input"], job["owner"], job["attempts"]) == (
+        "queued", {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}, "orch-test", 0)
+
+
+def test_generate_scene_without_a_seed_records_a_chosen_json_safe_seed():
+    job_store = store.MemoryStore()
+    with serving(job_store, FakeDispatcher()) as port:
+        seeds = [job_store.get(call(port, "POST", "/generate-scene", {"prompt": "p"})[2]["jobId"])["input"]["seed"]
+                 for _ in range(5)]
+    assert all(isinstance(s, int) and 0 <= s < 2**53 for s in seeds), seeds
+    assert len(set(seeds)) == 5
+
+
+def test_generate_scene_rejects_invalid_input_with_400_naming_the_field():
+    job_store, dispatcher = store.MemoryStore(), FakeDispatcher()
+    with serving(job_store, dispatcher) as port:
+        status, _, body = call(port, "POST", "/generate-scene", {"prompt": "p", "seed": 1.5})
+    assert (status, body) == (400, {"error": {"code": "invalid_request", "message": "seed must be an integer, got 1.5"}})
+    assert (len(job_store), dispatcher.submitted) == (0, [])
+
+
+def test_generate_scene_is_503_queue_full_when_the_dispatcher_has_no_room():
+    job_store = store.MemoryStore()
+    with serving(job_store, FakeDispatcher(room=False)) as port:
+        status, headers, body = call(port, "POST", "/generate-scene", {"prompt": "p"})
+    assert (status, headers["Retry-After"], body) == (503, "5", {"error": {
+        "code": "queue_full", "message": "too many jobs are waiting; retry in a few seconds"}})
+    assert len(job_store) == 0
+
+
+def test_generate_scene_is_503_when_the_memory_store_is_full_of_active_jobs():
+    job_store, dispatcher = store.MemoryStore(max_jobs=1), FakeDispatcher()
+    with serving(job_store, dispatcher) as port:
+        assert call(port, "POST", "/generate-scene", {"prompt": "p"})[0] == 202
+        status, headers, body = call(port, "POST", "/generate-scene", {"prompt": "p"})
+    assert (status, headers["Retry-After"], body) == (503, "1", {"error": {
+        "code": "store_unavailable",
+        "message": "job store unavailable: the in-memory store holds 1 active jobs; retry shortly"}})
+    assert len(dispatcher.submitted) == 1
+
+
+def test_status_shows_the_public_view_of_the_job():
+    job_store = store.MemoryStore()
+    job_store.create("0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", {"prompt": "p", "seed": 9, "style": None}, "orch-test", 30000)
+    with serving(job_store, FakeDispatcher()) as port:
+        status, _, body = call(port, "GET", "/status/0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f")
+    assert status == 200
+    assert TIMESTAMP_RE.match(body.pop("createdAt")) and TIMESTAMP_RE.match(body.pop("updatedAt"))
+    assert body == {"jobId": "0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", "state": "queued", "progress": 0.0,
+                    "result": None, "error": None, "input": {"prompt": "p", "seed": 9, "style": None}, "attempts": 0}
+
+
+@pytest.mark.parametrize("job_id", ["not-a-uuid", "0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e70", "0D4C3F0E-8F5A-4B8E-9C1D-2A3B4C5D6E7F"])
+def test_status_of_an_unknown_or_malformed_id_is_404(job_id):
+    job_store = store.MemoryStore()
+    job_store.create("0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", {"prompt": "p", "seed": 9, "style": None}, "o", 30000)
+    with serving(job_store, FakeDispatcher()) as port:
+        status, _, body = call(port, "GET", f"/status/{job_id}")
+    assert (status, body) == (404, {"error": {"code": "not_found", "message": f"no job with id {job_id!r}"}})
+
+
+def test_healthz_answers_ok():
+    with serving(store.MemoryStore(), FakeDispatcher()) as port:
+        assert call(port, "GET", "/healthz")[::2] == (200, {"ok": True})
