@@ -71,6 +71,12 @@ class WorkerClient:
         try:
             try:
                 conn.connect()
+            except (socket.timeout, TimeoutError):
+                raise WorkerError(f"worker unreachable at {self.base_url}: no connection within "
+                                  f"{self._connect_timeout:g} s", transient=True) from None
+            except OSError as exc:
+                raise WorkerError(f"worker unreachable at {self.base_url}: {exc}", transient=True) from None
+            try:
                 conn.sock.settimeout(self._idle_timeout)
                 conn.request("POST", self._path, body, headers)
                 resp = conn.getresponse()

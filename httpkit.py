@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http
 import json
+import math
 import os
 import re
 import signal
@@ -170,7 +171,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         raw_length = self.headers.get("Content-Length")
         if raw_length is None:
             raise HTTPError(411, "length_required", "a JSON body with a Content-Length header is required")
-        if not raw_length.isdigit():
+        if not (raw_length.isascii() and raw_length.isdigit()):
             raise HTTPError(400, "bad_request", f"Content-Length must be a non-negative integer, got {raw_length!r}")
         length = int(raw_length)
         if length > self.max_body_bytes:
@@ -330,7 +331,7 @@ class Env:
     def text(self, name: str, default: str) -> str:
         return self.environ.get(name) or default
 
-    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
         raw = self.environ.get(name)
         if not raw:
             return default
@@ -338,9 +339,13 @@ class Env:
             value = int(raw)
         except ValueError:
             raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise ConfigError(f"{name} must be {bound}, got {value}")
         return value
+
+    def port(self, default: int) -> int:
+        return self.integer("PORT", default, minimum=0, maximum=65535)
 
     def number(self, name: str, default: float, minimum: float = 0.0) -> float:
         raw = self.environ.get(name)
@@ -350,7 +355,9 @@ class Env:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-        if not value >= minimum:
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {raw}")
+        if value < minimum:
             raise ConfigError(f"{name} must be >= {minimum}, got {raw}")
         return value
 

@@ -67,7 +67,7 @@ class OrchestratorConfig:
         )
         return cls(
             host=env.text("HOST", cls.host),
-            port=env.integer("PORT", cls.port),
+            port=env.port(cls.port),
             log_level=env.level(),
             jobs_table_name=table,
             job_ttl_days=env.integer("JOB_TTL_DAYS", cls.job_ttl_days, minimum=1),

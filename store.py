@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import json
 import os
 import sys
 import threading
@@ -135,6 +136,15 @@ class JobStore(Protocol):
         """Ids of active jobs whose lease has expired, oldest lease first, at most ``limit``."""
 
 
+def _copy(job: dict[str, Any]) -> dict[str, Any]:
+    """A job the caller may change freely (the result is kept as JSON text)."""
+    out = dict(job)
+    out["input"] = dict(job["input"])
+    if out["result"] is not None:
+        out["result"] = json.loads(out["result"])
+    return out
+
+
 class MemoryStore:
     """Jobs in a dict, for local runs. Bounded: past ``max_jobs`` the oldest finished
     jobs are forgotten; if every job is still active, ``create`` raises ``StoreFull``."""
@@ -162,7 +172,7 @@ class MemoryStore:
                 raise JobExists(job_id)
             self._make_room()
             self._jobs[job_id] = job
-            return dict(job)
+            return _copy(job)
 
     def _make_room(self) -> None:
         while len(self._jobs) >= self._max_jobs:
@@ -172,7 +182,7 @@ class MemoryStore:
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         job = self._jobs.get(job_id)
-        return dict(job) if job is not None else None
+        return _copy(job) if job is not None else None
 
     def claim(self, job_id: str, owner: str, lease_ms: int) -> dict[str, Any] | None:
         now = self._clock()
@@ -185,7 +195,7 @@ class MemoryStore:
             check_transition(job_id, job["state"], JobState.RUNNING)
             job.update(state=JobState.RUNNING.value, owner=owner, attempts=job["attempts"] + 1,
                        leaseExpiresAt=int(now * 1000) + lease_ms, updatedAt=iso_utc(now))
-            return dict(job)
+            return _copy(job)
 
     def _owned(self, job_id: str, owner: str) -> dict[str, Any]:
         job = self._jobs.get(job_id)
@@ -216,11 +226,11 @@ class MemoryStore:
                 raise LeaseLost(job_id, owner)
             job.update(state=state.value, updatedAt=iso_utc(now), leaseExpiresAt=None)
             if state is JobState.DONE:
-                job.update(progress=1.0, result=result)
+                job.update(progress=1.0, result=json.dumps(result))  # a private copy, as in DynamoDB
             else:
                 job.update(error=error)
             self._finished.append(job_id)
-            return dict(job)
+            return _copy(job)
 
     def release(self, job_id: str, owner: str) -> None:
         with self._lock:

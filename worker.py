@@ -47,7 +47,7 @@ class WorkerConfig:
         env = Env(environ)
         return cls(
             host=env.text("HOST", cls.host),
-            port=env.integer("PORT", cls.port),
+            port=env.port(cls.port),
             work_ms=env.integer("WORK_MS", cls.work_ms),
             progress_tick_ms=env.integer("PROGRESS_TICK_MS", cls.progress_tick_ms, minimum=10),
             max_concurrent_jobs=env.integer("MAX_CONCURRENT_JOBS", cls.max_concurrent_jobs, minimum=1),
@@ -72,12 +72,14 @@ class Worker:
         progress_log = []
         for index, step in enumerate(scene.WORK_PHASES):
             phase_end = time.monotonic() + phase_s
+            last = index / len(scene.WORK_PHASES)
             while (left := phase_end - time.monotonic()) > 0:
                 time.sleep(min(tick_s, left))
-                if phase_end - time.monotonic() > 0:  # a tick inside a long phase
-                    done = 1 - (phase_end - time.monotonic()) / phase_s
-                    yield {"event": "progress", "jobId": job_id, "step": step,
-                           "progress": round((index + done) / len(scene.WORK_PHASES), 4)}
+                left = phase_end - time.monotonic()  # one reading per tick: done < 1 below
+                tick = round((index + 1 - left / phase_s) / len(scene.WORK_PHASES), 4)
+                if left > 0 and last < tick < (index + 1) / len(scene.WORK_PHASES):
+                    last = tick
+                    yield {"event": "progress", "jobId": job_id, "step": step, "progress": tick}
             progress = round((index + 1) / len(scene.WORK_PHASES), 4)
             elapsed_ms = round((time.monotonic() - started) * 1000)
             progress_log.append({"step": step, "progress": progress, "elapsedMs": elapsed_ms})
