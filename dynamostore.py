@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectionError, ReadTimeoutError
 
-from store import (DEFAULT_TTL_SECONDS, IllegalTransition, JobExists, JobNotFound, JobState, LeaseLost,
+from store import (DEFAULT_TTL_SECONDS, JobExists, JobNotFound, JobState, LeaseLost,
                    StoreUnavailable, allowed_from, check_transition, iso_utc)
 
 ACTIVE_INDEX = "active-by-lease"

@@ -4,9 +4,7 @@ with a MemoryStore (retries, give-up, progress, leases, hand-back, reaper)."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import re
 import socket
 import threading
 import time
@@ -15,14 +13,13 @@ from typing import Callable
 
 import pytest
 
-import logjson
 import scene
 import worker
 from dispatcher import DispatchConfig, Dispatcher, WorkerClient, WorkerError
 from httpkit import Server
 from store import MemoryStore
+from logcapture import capture_logs, wait_for_line
 
-TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 OWNER = "orch-test"
 PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 OUTPUT = {"seed": 123, "scene": {"title": "Fake"}, "digest": "sha256:fake"}
@@ -31,40 +28,10 @@ OUTPUT = {"seed": 123, "scene": {"title": "Fake"}, "digest": "sha256:fake"}
 # -- logs -------------------------------------------------------------------------------
 
 
-class LineSink:
-    def __init__(self) -> None:
-        self._buf, self._lock = io.StringIO(), threading.Lock()
-
-    def write(self, text: str) -> None:
-        with self._lock:
-            self._buf.write(text)
-
-    def flush(self) -> None:
-        pass
-
-    def lines(self) -> list[dict]:
-        with self._lock:
-            return [json.loads(line) for line in self._buf.getvalue().splitlines()]
-
-
 @pytest.fixture(autouse=True)
 def logs():
-    saved = (logjson.log.service, logjson.log.threshold, logjson.log.stream)
-    sink = LineSink()
-    logjson.log.service, logjson.log.threshold, logjson.log.stream = "dispatch-test", logjson.LEVELS["INFO"], sink
-    yield sink
-    logjson.log.service, logjson.log.threshold, logjson.log.stream = saved
-
-
-def wait_for_line(sink: LineSink, predicate, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in sink.lines():
-            if predicate(line):
-                assert TIMESTAMP_RE.match(line.pop("timestamp"))
-                return line
-        time.sleep(0.01)
-    raise AssertionError(f"no matching log line within {timeout} s; lines: {sink.lines()}")
+    with capture_logs("dispatch-test") as sink:
+        yield sink
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

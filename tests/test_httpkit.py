@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import re
 import socket
 import threading
-import time
 import types
 
 import pytest
@@ -16,9 +14,9 @@ import pytest
 import httpkit
 import logjson
 from httpkit import ConfigError, Env, HTTPError, JsonHandler, Router, Server
+from logcapture import capture_logs, wait_for_line
 
 HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
-TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
 # -- Router -----------------------------------------------------------------------------
@@ -215,25 +213,6 @@ class RecordingWriter:
         return getattr(self._raw, name)
 
 
-class LineSink:
-    """A thread-safe text stream collecting log lines."""
-
-    def __init__(self) -> None:
-        self._buf = io.StringIO()
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> None:
-        with self._lock:
-            self._buf.write(text)
-
-    def flush(self) -> None:
-        pass
-
-    def lines(self) -> list[dict]:
-        with self._lock:
-            return [json.loads(line) for line in self._buf.getvalue().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def server():
     app = types.SimpleNamespace(writes=[])
@@ -253,24 +232,8 @@ def port(server) -> int:
 
 @pytest.fixture(autouse=True)
 def logs():
-    saved = (logjson.log.service, logjson.log.threshold, logjson.log.stream)
-    sink = LineSink()
-    logjson.log.service, logjson.log.threshold, logjson.log.stream = "httpkit-test", logjson.LEVELS["INFO"], sink
-    yield sink
-    logjson.log.service, logjson.log.threshold, logjson.log.stream = saved
-
-
-def wait_for_line(sink: LineSink, predicate, timeout: float = 10.0) -> dict:
-    """The first log line matching ``predicate``, polled until ``timeout``; its timestamp
-    is checked and removed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in sink.lines():
-            if predicate(line):
-                assert TIMESTAMP_RE.match(line.pop("timestamp"))
-                return line
-        time.sleep(0.01)
-    raise AssertionError(f"no matching log line within {timeout} s; lines: {sink.lines()}")
+    with capture_logs("httpkit-test") as sink:
+        yield sink
 
 
 def call(port: int, method: str, path: str, body: bytes | None = None,

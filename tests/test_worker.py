@@ -4,21 +4,17 @@ sequence (with a fake clock and a real one), and the HTTP handler in a thread.""
 from __future__ import annotations
 
 import http.client
-import io
 import json
-import re
 import threading
-import time
 
 import pytest
 
-import logjson
 import scene
 import worker
 from httpkit import ConfigError, HTTPError, Server
 from worker import Worker, WorkerConfig
+from logcapture import capture_logs, wait_for_line
 
-TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 
 
@@ -186,40 +182,10 @@ def test_run_in_real_time_reports_increasing_progress_with_ticks_in_every_phase(
 # -- the HTTP service -------------------------------------------------------------------
 
 
-class LineSink:
-    def __init__(self) -> None:
-        self._buf, self._lock = io.StringIO(), threading.Lock()
-
-    def write(self, text: str) -> None:
-        with self._lock:
-            self._buf.write(text)
-
-    def flush(self) -> None:
-        pass
-
-    def lines(self) -> list[dict]:
-        with self._lock:
-            return [json.loads(line) for line in self._buf.getvalue().splitlines()]
-
-
 @pytest.fixture(autouse=True)
 def logs():
-    saved = (logjson.log.service, logjson.log.threshold, logjson.log.stream)
-    sink = LineSink()
-    logjson.log.service, logjson.log.threshold, logjson.log.stream = "worker", logjson.LEVELS["INFO"], sink
-    yield sink
-    logjson.log.service, logjson.log.threshold, logjson.log.stream = saved
-
-
-def wait_for_line(sink: LineSink, predicate, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in sink.lines():
-            if predicate(line):
-                assert TIMESTAMP_RE.match(line.pop("timestamp"))
-                return line
-        time.sleep(0.01)
-    raise AssertionError(f"no matching log line within {timeout} s; lines: {sink.lines()}")
+    with capture_logs("worker") as sink:
+        yield sink
 
 
 @pytest.fixture(scope="module")
