@@ -89,7 +89,9 @@ class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ghost-engine"
     sys_version = ""
-    timeout = 60  # idle keep-alive connections are closed after this many seconds
+    # Idle keep-alive connections close after this; longer than the ALB's 60 s idle timeout,
+    # so the ALB, not us, closes idle connections (else it may reuse one we just closed: 502).
+    timeout = 75
     router: Router
     max_body_bytes = 16 * 1024
     error_map: Mapping[type[BaseException], Callable[[BaseException], HTTPError]] = {}
