@@ -39,3 +39,22 @@ def test_devstack_rejects_bad_usage():
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "unrecognized arguments: --bogus" in result.stderr
+
+
+def test_devstack_dynamodb_mode_keeps_jobs_in_a_local_table():
+    import boto3
+
+    moto_port = free_port()
+    proc, url = run_devstack("--dynamodb", "--moto-port", str(moto_port))
+    try:
+        job_id = submit(url, {"prompt": "a haunted attic", "seed": 5})
+        assert poll(url, job_id, timeout=30)[-1]["state"] == "done"
+        client = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{moto_port}")
+        item = client.get_item(TableName="ghost-engine-jobs-dev", Key={"jobId": {"S": job_id}})["Item"]
+        assert item["state"] == {"S": "done"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "created: ghost-engine-jobs-dev" in out
+    assert '"store":"dynamodb"' in out
