@@ -1,7 +1,8 @@
 """scripts/deploy.sh end to end: the real AWS CLI against a moto server process (ECS, ECR, EC2).
 
 moto runs every service at MOTO_ECS_SERVICE_RUNNING=1 task, so a service whose desiredCount is 1
-stabilises at once and one whose desiredCount is 2 never does.
+stabilises at once and one whose desiredCount is 2 never does: one server covers both cases. The
+last AWS test runs deploy.sh, with its defaults, against the stack Terraform applied (tf_helpers).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import boto3
 import pytest
 
+import tf_helpers
 from conftest import ROOT, MotoServer
 
 DEPLOY = ROOT / "scripts" / "deploy.sh"
@@ -103,7 +105,8 @@ def stack(moto):
     return build
 
 
-def run_deploy(moto: MotoServer, *args: str, path_prefix: str = "", **env: str) -> subprocess.CompletedProcess:
+def run_deploy(moto: MotoServer | tf_helpers.TerraformStack, *args: str, path_prefix: str = "",
+               **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **moto.env(), "DEPLOY_POLL_SECONDS": "1", **env}
     if path_prefix:
         full_env["PATH"] = f"{path_prefix}{os.pathsep}{full_env['PATH']}"
@@ -220,6 +223,46 @@ def test_help_exits_0_and_documents_every_variable(moto):
                  "  WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)",
                  "  DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)"):
         assert line in result.stdout.splitlines()
+
+
+@pytest.fixture(scope="session")
+def terraform_stack(tmp_path_factory, request) -> tf_helpers.TerraformStack:
+    """The session's one Terraform-applied stack (shared with test_terraform.py)."""
+    return tf_helpers.shared_stack(tmp_path_factory, request)
+
+
+@tf_helpers.requires_terraform
+@pytest.mark.timeout(900)  # the first user of the shared stack pays for its apply
+def test_deploy_rolls_the_terraform_created_services_with_default_settings(terraform_stack):
+    """deploy.sh's defaults name what Terraform creates. The stack is shared, so the test puts
+    the services back on their revisions and deletes what it added."""
+    ecs, ecr = terraform_stack.client("ecs"), terraform_stack.client("ecr")
+    before = {service: service_task_definition(ecs, service) for service in REPOS}
+    for repo in REPOS.values():
+        ecr.put_image(repositoryName=repo, imageManifest=MANIFEST, imageTag=NEW_TAG)
+    try:
+        result = run_deploy(terraform_stack.moto, NEW_TAG)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1].startswith(
+            f"deployed {NEW_TAG}: orchestrator ghost-engine-orchestrator-dev:")
+        for service, repo in REPOS.items():
+            old_arn, new_arn = before[service], service_task_definition(ecs, service)
+            assert old_arn.startswith(f"{TD_ARN}{repo}:")
+            assert new_arn.startswith(f"{TD_ARN}{repo}:") and new_arn != old_arn
+            old, old_tags = task_definition(ecs, old_arn)
+            new, new_tags = task_definition(ecs, new_arn)
+            assert new["containerDefinitions"][0]["image"] == f"{ACCOUNT_REGISTRY}/{repo}:{NEW_TAG}"
+            new["containerDefinitions"][0]["image"] = old["containerDefinitions"][0]["image"]
+            assert without_volatile(new) == without_volatile(old)
+            assert new_tags == old_tags
+    finally:
+        for service, repo in REPOS.items():
+            added = service_task_definition(ecs, service)
+            ecs.update_service(cluster=CLUSTER, service=service, taskDefinition=before[service])
+            if added != before[service]:
+                ecs.deregister_task_definition(taskDefinition=added)
+                ecs.delete_task_definitions(taskDefinitions=[added])
+            ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": NEW_TAG}])
 
 
 def test_deploy_script_is_shellcheck_clean():

@@ -17,7 +17,7 @@ import yaml
 from conftest import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
-README_TEST_COMMAND = "python -m pip install -r requirements-dev.txt && python -m pytest"
+README_TEST_COMMAND = "python -m pip install -q -r requirements-dev.txt && python -m pytest"
 CONFIGURE_AWS = "aws-actions/configure-aws-credentials"
 # Release commits, each checked against public workflow runs and pin tables (see the report of the
 # commit that added this file). A bump changes this table and the workflows together.
