@@ -1,0 +1,72 @@
+# Public Application Load Balancer in front of the orchestrator.
+
+resource "aws_lb" "this" {
+  #checkov:skip=CKV_AWS_91: access logs need an S3 bucket and its policy; request logs are in the orchestrator's log group.
+  #checkov:skip=CKV2_AWS_28: no WAF for a dev environment; add aws_wafv2_web_acl_association when the API is exposed widely.
+  name                       = "${var.project}-alb-${var.environment}"
+  internal                   = false
+  load_balancer_type         = "application"
+  security_groups            = [aws_security_group.alb.id]
+  subnets                    = local.public_subnet_ids
+  drop_invalid_header_fields = true
+  enable_deletion_protection = var.deletion_protection_enabled
+}
+
+resource "aws_lb_target_group" "orchestrator" {
+  #checkov:skip=CKV_AWS_378: TLS ends at the ALB; ALB-to-task HTTP stays inside the VPC, allowed only by the security groups.
+  name        = "${var.project}-orch-${var.environment}"
+  port        = local.services.orchestrator.port
+  protocol    = "HTTP"
+  target_type = "ip" # Fargate tasks register by IP (awsvpc).
+  vpc_id      = local.vpc_id
+
+  # Matches the containers' stopTimeout: in-flight requests get as long as the task does.
+  deregistration_delay = 30
+
+  health_check {
+    path                = "/healthz"
+    matcher             = "200"
+    interval            = 15
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 3
+  }
+}
+
+resource "aws_lb_listener" "http" {
+  #checkov:skip=CKV_AWS_2: plain HTTP only while certificate_arn is null; with a certificate this listener redirects to HTTPS.
+  #checkov:skip=CKV_AWS_103: TLS policy applies to the HTTPS listener, created when certificate_arn is set.
+  load_balancer_arn = aws_lb.this.arn
+  port              = 80
+  protocol          = "HTTP"
+
+  default_action {
+    type             = var.certificate_arn == null ? "forward" : "redirect"
+    target_group_arn = var.certificate_arn == null ? aws_lb_target_group.orchestrator.arn : null
+
+    dynamic "redirect" {
+      for_each = var.certificate_arn == null ? [] : [1]
+
+      content {
+        port        = "443"
+        protocol    = "HTTPS"
+        status_code = "HTTP_301"
+      }
+    }
+  }
+}
+
+resource "aws_lb_listener" "https" {
+  count = var.certificate_arn == null ? 0 : 1
+
+  load_balancer_arn = aws_lb.this.arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.orchestrator.arn
+  }
+}

@@ -1,0 +1,116 @@
+# GitHub Actions deploys through OIDC: no stored AWS keys. The role trusts only workflow runs of
+# var.github_repository on var.github_ref, and may do only what the deploy does: push images to
+# the two repositories, register task definitions, update and watch the two services, and pass
+# the three ECS roles to ECS.
+
+resource "aws_iam_openid_connect_provider" "github" {
+  count = var.github_oidc_provider_arn == null ? 1 : 0
+
+  url            = "https://token.actions.githubusercontent.com"
+  client_id_list = ["sts.amazonaws.com"]
+  # No thumbprint_list: IAM trusts GitHub's OIDC endpoint through its root CA library.
+}
+
+locals {
+  github_oidc_provider_arn = coalesce(var.github_oidc_provider_arn, one(aws_iam_openid_connect_provider.github[*].arn))
+}
+
+data "aws_iam_policy_document" "github_assume" {
+  statement {
+    sid     = "GitHubActionsOidc"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [local.github_oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:sub"
+      values   = ["repo:${var.github_repository}:ref:${var.github_ref}"]
+    }
+  }
+}
+
+resource "aws_iam_role" "github_actions" {
+  name                 = var.github_actions_role_name
+  description          = "GitHub Actions (${var.github_repository}, ${var.github_ref}) deploys Ghost Engine ${var.environment}"
+  assume_role_policy   = data.aws_iam_policy_document.github_assume.json
+  max_session_duration = 3600
+}
+
+data "aws_iam_policy_document" "github_deploy" {
+  #checkov:skip=CKV_AWS_356: ecr:GetAuthorizationToken and ecs Describe/RegisterTaskDefinition support no resource ARNs; every other statement names its ARNs.
+  #checkov:skip=CKV_AWS_111: as above: the only "*" resources are actions that cannot be scoped.
+  statement {
+    sid       = "EcrLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"] # Not resource-scoped by AWS.
+  }
+
+  statement {
+    sid = "EcrPushAndCheck"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:InitiateLayerUpload",
+      "ecr:UploadLayerPart",
+      "ecr:CompleteLayerUpload",
+      "ecr:PutImage",
+      "ecr:BatchGetImage",
+      "ecr:DescribeImages",
+      "ecr:DescribeRepositories", # deploy.sh and deploy.yml read the repository URI / tag mutability
+    ]
+    resources = [for repo in aws_ecr_repository.this : repo.arn]
+  }
+
+  statement {
+    sid       = "EcsTaskDefinitions"
+    actions   = ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"]
+    resources = ["*"] # Not resource-scoped by AWS.
+  }
+
+  # deploy.sh copies the current revision's tags into the new one; tagging on create needs
+  # ecs:TagResource, allowed here only as part of RegisterTaskDefinition of our two families.
+  statement {
+    sid       = "EcsTagNewRevisions"
+    actions   = ["ecs:TagResource"]
+    resources = [for family in local.qualified_names : "arn:${local.partition}:ecs:${var.region}:${local.account_id}:task-definition/${family}:*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ecs:CreateAction"
+      values   = ["RegisterTaskDefinition"]
+    }
+  }
+
+  statement {
+    sid       = "EcsServices"
+    actions   = ["ecs:UpdateService", "ecs:DescribeServices"]
+    resources = [for service in aws_ecs_service.this : service.id] # The service ARN.
+  }
+
+  statement {
+    sid       = "PassEcsRoles"
+    actions   = ["iam:PassRole"]
+    resources = concat([aws_iam_role.execution.arn], [for role in aws_iam_role.task : role.arn])
+
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "github_deploy" {
+  name   = "deploy"
+  role   = aws_iam_role.github_actions.id
+  policy = data.aws_iam_policy_document.github_deploy.json
+}

@@ -1,0 +1,132 @@
+# ECS cluster, one Fargate task definition and one service per component.
+#
+# Terraform creates the first task-definition revision; after that the deploy pipeline owns
+# revisions (scripts/deploy.sh registers new ones with the commit-SHA image and updates the
+# services), so the services ignore `task_definition`. moto and some AWS accounts never return
+# `availability_zone_rebalancing`, which would otherwise show a diff on every plan.
+
+resource "aws_ecs_cluster" "this" {
+  name = local.cluster_name
+
+  # Container Insights publishes RunningTaskCount, which the running-tasks alarms watch.
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_ecs_task_definition" "this" {
+  for_each = local.services
+
+  family                   = local.qualified_names[each.key]
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(each.value.cpu)
+  memory                   = tostring(each.value.memory)
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.task[each.key].arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  container_definitions = jsonencode([
+    {
+      name      = each.key
+      image     = "${aws_ecr_repository.this[each.key].repository_url}:${var.image_tag}"
+      essential = true
+      command   = ["python", "${each.key}.py"]
+
+      portMappings = [
+        {
+          containerPort = each.value.port
+          hostPort      = each.value.port
+          protocol      = "tcp"
+        },
+      ]
+
+      environment = [for name in sort(keys(each.value.environment)) : {
+        name  = name
+        value = each.value.environment[name]
+      }]
+
+      # Marks a task unhealthy when its own /healthz stops answering (ECS replaces it, and
+      # Cloud Map stops answering with a worker that is not healthy).
+      healthCheck = {
+        command     = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${each.value.port}/healthz', timeout=3)"]
+        interval    = 15
+        timeout     = 5
+        retries     = 3
+        startPeriod = 10
+      }
+
+      # SIGTERM, then 30 s to finish in-flight requests before SIGKILL.
+      stopTimeout            = 30
+      readonlyRootFilesystem = true
+
+      logConfiguration = {
+        logDriver = "awslogs"
+        options = {
+          awslogs-group         = aws_cloudwatch_log_group.this[each.key].name
+          awslogs-region        = var.region
+          awslogs-stream-prefix = each.key
+        }
+      }
+    },
+  ])
+}
+
+resource "aws_ecs_service" "this" {
+  for_each = local.services
+
+  name            = each.key
+  cluster         = aws_ecs_cluster.this.id
+  task_definition = aws_ecs_task_definition.this[each.key].arn
+  desired_count   = each.value.desired_count
+  launch_type     = "FARGATE"
+  propagate_tags  = "SERVICE"
+
+  # Rolling deploys start new tasks before stopping old ones; a deployment whose tasks keep
+  # failing is stopped and rolled back to the last working revision.
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  # No health_check_grace_period_seconds: the stdlib services answer /healthz within a second of
+  # starting, well inside the target group's 3 x 15 s unhealthy window.
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = local.private_subnet_ids
+    security_groups  = [aws_security_group.service[each.key].id]
+    assign_public_ip = false
+  }
+
+  dynamic "load_balancer" {
+    for_each = each.key == "orchestrator" ? [aws_lb_target_group.orchestrator.arn] : []
+
+    content {
+      target_group_arn = load_balancer.value
+      container_name   = each.key
+      container_port   = each.value.port
+    }
+  }
+
+  dynamic "service_registries" {
+    for_each = each.key == "worker" ? [aws_service_discovery_service.this.arn] : []
+
+    content {
+      registry_arn = service_registries.value
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [task_definition, availability_zone_rebalancing]
+  }
+
+  # The target group must be attached to the ALB before a service can register into it.
+  depends_on = [aws_lb_listener.http]
+}

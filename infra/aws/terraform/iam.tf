@@ -1,0 +1,61 @@
+# ECS roles. The execution role lets ECS pull the image and ship logs; the task roles are what
+# the service code runs as. The orchestrator gets exactly the DynamoDB calls store code makes
+# (tests/ compares this list with the calls it records); the worker calls no AWS API at all.
+
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    sid     = "EcsTasksAssume"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    # Confused-deputy guard: only ECS acting for this account may assume the roles.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name               = "${var.project}-ecs-execution-${var.environment}"
+  description        = "ECS pulls Ghost Engine images and writes their logs"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "execution" {
+  role       = aws_iam_role.execution.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+resource "aws_iam_role" "task" {
+  for_each = local.services
+
+  name               = "${var.project}-${each.key}-task-${var.environment}"
+  description        = "Runtime identity of the Ghost Engine ${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "orchestrator_jobs_table" {
+  statement {
+    sid       = "JobItems"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.this.arn]
+  }
+
+  statement {
+    sid       = "ActiveJobsIndex"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.this.arn}/index/${local.active_index}"]
+  }
+}
+
+resource "aws_iam_role_policy" "orchestrator_jobs_table" {
+  name   = "jobs-table"
+  role   = aws_iam_role.task["orchestrator"].id
+  policy = data.aws_iam_policy_document.orchestrator_jobs_table.json
+}

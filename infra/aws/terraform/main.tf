@@ -1,0 +1,71 @@
+# Ghost Engine: the whole AWS system for one environment (VPC, ALB, ECS Fargate services,
+# DynamoDB job table, ECR, logs, alarms, and the GitHub Actions deploy role).
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = merge(
+      {
+        Project     = var.project
+        Environment = var.environment
+        ManagedBy   = "terraform"
+      },
+      var.tags,
+    )
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+
+  cluster_name    = "${var.project}-cluster-${var.environment}"
+  jobs_table_name = coalesce(var.jobs_table_name, "${var.project}-jobs-${var.environment}")
+  active_index    = "active-by-lease"
+  namespace_name  = "${var.project}-${var.environment}.local"
+  worker_dns_name = "worker.${local.namespace_name}"
+  worker_port     = 8081
+  worker_url      = "http://${local.worker_dns_name}:${local.worker_port}"
+
+  # The two ECS services. They run the same image; the command picks the service.
+  # Keys are the ECS service names and the container names.
+  services = {
+    orchestrator = {
+      port          = 8080
+      cpu           = var.orchestrator_cpu
+      memory        = var.orchestrator_memory
+      desired_count = var.orchestrator_desired_count
+      environment = {
+        HOST              = "0.0.0.0"
+        PORT              = "8080"
+        WORKER_URL        = local.worker_url
+        JOBS_TABLE_NAME   = local.jobs_table_name
+        AWS_REGION        = var.region
+        LOG_LEVEL         = var.log_level
+        ENVIRONMENT       = var.environment
+        METRICS_NAMESPACE = var.metrics_namespace
+      }
+    }
+    worker = {
+      port          = local.worker_port
+      cpu           = var.worker_cpu
+      memory        = var.worker_memory
+      desired_count = var.worker_desired_count
+      environment = {
+        HOST              = "0.0.0.0"
+        PORT              = tostring(local.worker_port)
+        LOG_LEVEL         = var.log_level
+        ENVIRONMENT       = var.environment
+        METRICS_NAMESPACE = var.metrics_namespace
+      }
+    }
+  }
+
+  # `<project>-<service>-<environment>`: task-definition families, ECR repositories, log groups.
+  qualified_names = { for name, _ in local.services : name => "${var.project}-${name}-${var.environment}" }
+}

@@ -1,0 +1,299 @@
+# --- Naming and placement -------------------------------------------------------------------
+
+variable "project" {
+  type        = string
+  description = "Project name: the first part of every resource name (`<project>-...-<environment>`)."
+  default     = "ghost-engine"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.project))
+    error_message = "project must be 2-21 characters: lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "environment" {
+  type        = string
+  description = "Environment name: the last part of every resource name, the services' ENVIRONMENT and the metrics' Environment dimension."
+  default     = "dev"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{1,9}$", var.environment))
+    error_message = "environment must be 2-10 lowercase letters or digits, starting with a letter."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "AWS region for every resource."
+  default     = "us-east-1"
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Extra tags for every resource (Project, Environment and ManagedBy are always set)."
+  default     = {}
+}
+
+# --- Network -------------------------------------------------------------------------------
+
+variable "vpc_id" {
+  type        = string
+  description = "An existing VPC to deploy into. null creates a VPC with public subnets (ALB, NAT gateway) and private subnets (tasks)."
+  default     = null
+}
+
+variable "public_subnet_ids" {
+  type        = list(string)
+  description = "With vpc_id: at least two public subnets in different AZs for the ALB. Ignored when the module creates the VPC."
+  default     = []
+
+  validation {
+    condition     = var.vpc_id == null || length(var.public_subnet_ids) >= 2
+    error_message = "With vpc_id set, give at least two public_subnet_ids (the ALB needs two AZs)."
+  }
+}
+
+variable "private_subnet_ids" {
+  type        = list(string)
+  description = "With vpc_id: subnets for the ECS tasks, with outbound HTTPS to AWS APIs (NAT or VPC endpoints). Ignored when the module creates the VPC."
+  default     = []
+
+  validation {
+    condition     = var.vpc_id == null || length(var.private_subnet_ids) >= 1
+    error_message = "With vpc_id set, give at least one private_subnet_ids entry for the ECS tasks."
+  }
+}
+
+variable "vpc_cidr" {
+  type        = string
+  description = "CIDR block of the VPC the module creates (when vpc_id is null). Subnets are /24s carved from it."
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    error_message = "vpc_cidr must be a valid IPv4 CIDR of /20 or larger."
+  }
+}
+
+variable "availability_zones" {
+  type        = list(string)
+  description = "Availability zones (in var.region) the created VPC spans, one public and one private subnet in each. Listed, not looked up, so the subnets never move when AWS adds or impairs a zone."
+  default     = ["us-east-1a", "us-east-1b"]
+
+  validation {
+    condition     = length(var.availability_zones) >= 2 && length(var.availability_zones) <= 4
+    error_message = "availability_zones must list 2 to 4 zones (an ALB needs two)."
+  }
+}
+
+# --- Load balancer -------------------------------------------------------------------------
+
+variable "certificate_arn" {
+  type        = string
+  description = "ACM certificate ARN for an HTTPS listener on 443; port 80 then redirects to HTTPS. null serves plain HTTP on 80 only."
+  default     = null
+}
+
+variable "alb_ingress_cidrs" {
+  type        = list(string)
+  description = "IPv4 CIDRs allowed to reach the ALB."
+  default     = ["0.0.0.0/0"]
+}
+
+# --- Services ------------------------------------------------------------------------------
+
+variable "image_tag" {
+  type        = string
+  description = "Image tag Terraform puts in the first task-definition revision. Later revisions belong to the deploy pipeline (commit SHA tags); Terraform ignores them."
+  default     = "latest"
+}
+
+variable "orchestrator_desired_count" {
+  type        = number
+  description = "Number of orchestrator tasks."
+  default     = 1
+
+  validation {
+    condition     = var.orchestrator_desired_count >= 0 && floor(var.orchestrator_desired_count) == var.orchestrator_desired_count
+    error_message = "orchestrator_desired_count must be a whole number >= 0."
+  }
+}
+
+variable "worker_desired_count" {
+  type        = number
+  description = "Number of worker tasks."
+  default     = 1
+
+  validation {
+    condition     = var.worker_desired_count >= 0 && floor(var.worker_desired_count) == var.worker_desired_count
+    error_message = "worker_desired_count must be a whole number >= 0."
+  }
+}
+
+variable "orchestrator_cpu" {
+  type        = number
+  description = "Fargate CPU units of an orchestrator task (256 = 0.25 vCPU)."
+  default     = 256
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096], var.orchestrator_cpu)
+    error_message = "orchestrator_cpu must be one of 256, 512, 1024, 2048, 4096."
+  }
+}
+
+variable "orchestrator_memory" {
+  type        = number
+  description = "Memory (MiB) of an orchestrator task; must be valid for orchestrator_cpu on Fargate."
+  default     = 512
+}
+
+variable "worker_cpu" {
+  type        = number
+  description = "Fargate CPU units of a worker task (256 = 0.25 vCPU)."
+  default     = 256
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096], var.worker_cpu)
+    error_message = "worker_cpu must be one of 256, 512, 1024, 2048, 4096."
+  }
+}
+
+variable "worker_memory" {
+  type        = number
+  description = "Memory (MiB) of a worker task; must be valid for worker_cpu on Fargate."
+  default     = 512
+}
+
+variable "log_level" {
+  type        = string
+  description = "LOG_LEVEL of both services."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be one of DEBUG, INFO, WARNING, ERROR."
+  }
+}
+
+variable "metrics_namespace" {
+  type        = string
+  description = "CloudWatch namespace of the services' EMF metrics (METRICS_NAMESPACE) and of the JobFailed alarm."
+  default     = "GhostEngine"
+}
+
+# --- Data ----------------------------------------------------------------------------------
+
+variable "jobs_table_name" {
+  type        = string
+  description = "Name of the DynamoDB jobs table. null means `<project>-jobs-<environment>`."
+  default     = null
+}
+
+variable "deletion_protection_enabled" {
+  type        = bool
+  description = "Deletion protection on the jobs table and the ALB. Keep true for real environments; throwaway stacks set false."
+  default     = true
+}
+
+# --- Container registry --------------------------------------------------------------------
+
+variable "ecr_image_tag_mutability" {
+  type        = string
+  description = "Tag mutability of the ECR repositories. IMMUTABLE: a pushed tag (a commit SHA) can never point at another image. See ecr.tf about `latest`."
+  default     = "IMMUTABLE"
+
+  validation {
+    condition     = contains(["IMMUTABLE", "MUTABLE"], var.ecr_image_tag_mutability)
+    error_message = "ecr_image_tag_mutability must be IMMUTABLE or MUTABLE."
+  }
+}
+
+variable "ecr_keep_image_count" {
+  type        = number
+  description = "ECR lifecycle: keep this many most recent images per repository (older ones expire). Bounds how far back a rollback can go."
+  default     = 50
+
+  validation {
+    condition     = var.ecr_keep_image_count >= 1
+    error_message = "ecr_keep_image_count must be at least 1."
+  }
+}
+
+variable "ecr_untagged_expiry_days" {
+  type        = number
+  description = "ECR lifecycle: untagged images expire this many days after push."
+  default     = 7
+
+  validation {
+    condition     = var.ecr_untagged_expiry_days >= 1
+    error_message = "ecr_untagged_expiry_days must be at least 1."
+  }
+}
+
+variable "ecr_force_delete_enabled" {
+  type        = bool
+  description = "Let `terraform destroy` delete ECR repositories that still hold images."
+  default     = false
+}
+
+# --- Logs and alarms -----------------------------------------------------------------------
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention (days) of the services' CloudWatch log groups."
+  default     = 14
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+variable "alarm_topic_enabled" {
+  type        = bool
+  description = "Create an SNS topic that every alarm notifies (on ALARM and on OK). Subscribe to it yourself."
+  default     = false
+}
+
+variable "alb_5xx_threshold" {
+  type        = number
+  description = "Alarm when the ALB answers more than this many 5XX responses (its own plus the orchestrator's) in one minute."
+  default     = 5
+}
+
+variable "job_failed_threshold" {
+  type        = number
+  description = "Alarm when more than this many jobs fail (JobFailed metric) in one minute. 0 alarms on any failure."
+  default     = 0
+}
+
+# --- CI/CD ---------------------------------------------------------------------------------
+
+variable "github_repository" {
+  type        = string
+  description = "GitHub repository (`owner/name`) whose workflows may assume the deploy role."
+  default     = "owner/ghost-engine"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
+    error_message = "github_repository must look like owner/name."
+  }
+}
+
+variable "github_ref" {
+  type        = string
+  description = "The only Git ref whose workflow runs may assume the deploy role."
+  default     = "refs/heads/main"
+}
+
+variable "github_actions_role_name" {
+  type        = string
+  description = "Name of the IAM role GitHub Actions assumes through OIDC."
+  default     = "github-actions-role"
+}
+
+variable "github_oidc_provider_arn" {
+  type        = string
+  description = "ARN of an existing GitHub OIDC provider (an account can hold only one for token.actions.githubusercontent.com). null creates it."
+  default     = null
+}
