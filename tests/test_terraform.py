@@ -1,0 +1,543 @@
+"""The Terraform module in infra/aws/terraform: formatting, validation, a full apply against a
+moto server read back with boto3, a clean second plan, parity with ``store.py create-table``,
+and checkov.
+
+moto does not evaluate IAM policies or OIDC trust, and accepts but does not keep some ECS
+settings (circuit breaker): those are checked as documents / planned values, not behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import venv
+
+import pytest
+
+import tf_helpers
+from conftest import ROOT, MotoServer
+from tf_helpers import requires_terraform
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+TABLE = "ghost-engine-jobs-dev"
+TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}"
+CLUSTER = "ghost-engine-cluster-dev"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role"
+STACK_TIMEOUT_S = 900  # covers the session's one apply (~75 s here) on a slow runner
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, request) -> tf_helpers.TerraformStack:
+    """The session's one applied stack (shared with tests/test_deploy.py); skips without terraform."""
+    return tf_helpers.shared_stack(tmp_path_factory, request)
+
+
+def planned_resource(stack: tf_helpers.TerraformStack, address: str) -> dict:
+    """Planned values of one resource (what Terraform sends, whether or not moto keeps it)."""
+    for resource in stack.plan_json["planned_values"]["root_module"]["resources"]:
+        if resource["address"] == address:
+            return resource["values"]
+    raise AssertionError(f"{address} is not in the plan")
+
+
+def by_key(items: list[dict], key: str = "name") -> dict:
+    return {item[key]: item for item in items}
+
+
+# --- Static -----------------------------------------------------------------------------------
+
+
+@requires_terraform
+def test_module_is_terraform_fmt_clean(tmp_path):
+    proc = tf_helpers.run(["fmt", "-check", "-recursive", "-diff", "-no-color", str(tf_helpers.MODULE_DIR)],
+                          tmp_path, tf_helpers.terraform_env(tmp_path), ok_codes=(0, 1, 3))
+    assert (proc.returncode, proc.stdout) == (0, "")
+
+
+@requires_terraform
+def test_module_validates_offline(tmp_path):
+    module = tf_helpers.copy_module(tmp_path)
+    env = tf_helpers.terraform_env(tmp_path)
+    tf_helpers.run(["init", "-backend=false", "-no-color"], module, env)
+    proc = tf_helpers.run(["validate", "-json", "-no-color"], module, env)
+    result = json.loads(proc.stdout)
+    assert (result["valid"], result["error_count"], result["warning_count"]) == (True, 0, 0)
+
+
+def test_module_has_the_standard_files_and_no_backend_block():
+    """A backend block would make a plain local `terraform init` need credentials and a bucket."""
+    names = sorted(path.name for path in tf_helpers.MODULE_DIR.glob("*.tf"))
+    assert names == ["alarms.tf", "alb.tf", "ci.tf", "discovery.tf", "dynamodb.tf", "ecr.tf", "ecs.tf", "iam.tf",
+                     "logs.tf", "main.tf", "network.tf", "outputs.tf", "variables.tf", "versions.tf"]
+    for path in tf_helpers.MODULE_DIR.glob("*.tf"):
+        assert 'backend "' not in path.read_text(), path.name
+
+
+# --- The applied stack -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_apply_creates_every_resource_and_the_outputs(stack):
+    changes = stack.plan_json["resource_changes"]
+    assert {change["change"]["actions"][0] for change in changes if change["mode"] == "managed"} == {"create"}
+    assert len([c for c in changes if c["mode"] == "managed"]) == 58
+    dns = stack.client("elbv2").describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]["DNSName"]
+    outputs = dict(stack.outputs)
+    assert outputs.pop("alb_url") == f"http://{dns}"
+    assert outputs.pop("alb_dns_name") == dns
+    assert outputs.pop("vpc_id").startswith("vpc-")
+    assert outputs == {  # alarm_topic_arn is null (no topic), and `output -json` leaves nulls out
+        "cluster_name": CLUSTER,
+        "ecr_repository_urls": {
+            "orchestrator": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ghost-engine-orchestrator-dev",
+            "worker": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ghost-engine-worker-dev",
+        },
+        "github_actions_role_arn": f"{ROLE_ARN}/github-actions-role",
+        "jobs_table_arn": TABLE_ARN,
+        "jobs_table_name": TABLE,
+        "log_group_names": {
+            "orchestrator": "/ecs/ghost-engine-orchestrator-dev",
+            "worker": "/ecs/ghost-engine-worker-dev",
+        },
+        "service_names": {"orchestrator": "orchestrator", "worker": "worker"},
+        "task_definition_families": {
+            "orchestrator": "ghost-engine-orchestrator-dev",
+            "worker": "ghost-engine-worker-dev",
+        },
+        "worker_url": "http://worker.ghost-engine-dev.local:8081",
+    }
+
+
+EXPECTED_TABLE = {
+    "KeySchema": [{"AttributeName": "jobId", "KeyType": "HASH"}],
+    "AttributeDefinitions": [
+        {"AttributeName": "activeShard", "AttributeType": "S"},
+        {"AttributeName": "jobId", "AttributeType": "S"},
+        {"AttributeName": "leaseExpiresAt", "AttributeType": "N"},
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+    "GlobalSecondaryIndexes": [{
+        "IndexName": "active-by-lease",
+        "KeySchema": [
+            {"AttributeName": "activeShard", "KeyType": "HASH"},
+            {"AttributeName": "leaseExpiresAt", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }],
+    "LocalSecondaryIndexes": [],
+    "SSE": "ENABLED",
+    "TTL": {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"},
+    "PITR": "ENABLED",
+}
+
+
+def table_shape(dynamodb, name: str) -> dict:
+    """What the code depends on in a table, in a comparable form."""
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    pitr = dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    return {
+        "KeySchema": table["KeySchema"],
+        "AttributeDefinitions": sorted(table["AttributeDefinitions"], key=lambda a: a["AttributeName"]),
+        "BillingMode": table.get("BillingModeSummary", {}).get("BillingMode"),
+        "GlobalSecondaryIndexes": sorted(
+            ({key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
+             for index in table.get("GlobalSecondaryIndexes", [])),
+            key=lambda index: index["IndexName"]),
+        "LocalSecondaryIndexes": table.get("LocalSecondaryIndexes", []),
+        "SSE": table.get("SSEDescription", {}).get("Status"),
+        "TTL": dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"],
+        "PITR": pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"],
+    }
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_jobs_table_has_the_key_schema_index_ttl_pitr_and_sse_of_the_brief(stack):
+    dynamodb = stack.client("dynamodb")
+    assert table_shape(dynamodb, TABLE) == EXPECTED_TABLE
+    assert dynamodb.describe_table(TableName=TABLE)["Table"]["DeletionProtectionEnabled"] is False
+
+
+def test_store_create_table_builds_the_same_table_as_terraform():
+    """``python store.py create-table`` (local development, tests) builds, idempotently, the table
+    the test above reads back from the Terraform apply: both equal EXPECTED_TABLE. Needs no terraform."""
+    fresh = MotoServer()
+    try:
+        env = {**os.environ, **fresh.env(), "JOBS_TABLE_NAME": TABLE}
+        runs = [subprocess.run([sys.executable, "store.py", "create-table"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=60) for _ in range(2)]
+        assert [(r.returncode, r.stdout) for r in runs] == [(0, f"created: {TABLE}\n"), (0, f"exists: {TABLE}\n")], \
+            [r.stderr[-3000:] for r in runs]
+        import boto3  # noqa: PLC0415
+
+        fresh_dynamodb = boto3.client("dynamodb", endpoint_url=fresh.endpoint, region_name=REGION)
+        assert table_shape(fresh_dynamodb, TABLE) == EXPECTED_TABLE
+    finally:
+        fresh.stop()
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_orchestrator_role_may_call_exactly_the_four_dynamodb_operations(stack):
+    iam = stack.client("iam")
+    role = "ghost-engine-orchestrator-task-dev"
+    assert iam.list_role_policies(RoleName=role)["PolicyNames"] == ["jobs-table"]
+    assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+    document = iam.get_role_policy(RoleName=role, PolicyName="jobs-table")["PolicyDocument"]
+    statements = sorted(document["Statement"], key=lambda s: s["Sid"])
+    for statement in statements:
+        if isinstance(statement["Action"], list):
+            statement["Action"] = sorted(statement["Action"])
+    assert statements == [
+        {"Sid": "ActiveJobsIndex", "Effect": "Allow", "Action": "dynamodb:Query",
+         "Resource": f"{TABLE_ARN}/index/active-by-lease"},
+        {"Sid": "JobItems", "Effect": "Allow",
+         "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], "Resource": TABLE_ARN},
+    ]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_worker_role_has_no_permissions_and_execution_role_only_the_ecs_managed_policy(stack):
+    iam = stack.client("iam")
+    assert iam.list_role_policies(RoleName="ghost-engine-worker-task-dev")["PolicyNames"] == []
+    assert iam.list_attached_role_policies(RoleName="ghost-engine-worker-task-dev")["AttachedPolicies"] == []
+    assert iam.list_role_policies(RoleName="ghost-engine-ecs-execution-dev")["PolicyNames"] == []
+    assert iam.list_attached_role_policies(RoleName="ghost-engine-ecs-execution-dev")["AttachedPolicies"] == [{
+        "PolicyName": "AmazonECSTaskExecutionRolePolicy",
+        "PolicyArn": "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
+    }]
+    trust = iam.get_role(RoleName="ghost-engine-worker-task-dev")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"] == [{
+        "Sid": "EcsTasksAssume", "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+        "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+    }]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_github_role_trusts_only_main_of_the_repository_and_may_only_deploy(stack):
+    iam = stack.client("iam")
+    providers = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    provider_arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    assert providers == [{"Arn": provider_arn}]
+    assert iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)["ClientIDList"] == ["sts.amazonaws.com"]
+
+    role = iam.get_role(RoleName="github-actions-role")["Role"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [{
+        "Sid": "GitHubActionsOidc", "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
+        "Principal": {"Federated": provider_arn},
+        "Condition": {"StringEquals": {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": "repo:example-owner/ghost-engine:ref:refs/heads/main",
+        }},
+    }]
+    assert iam.list_attached_role_policies(RoleName="github-actions-role")["AttachedPolicies"] == []
+    assert iam.list_role_policies(RoleName="github-actions-role")["PolicyNames"] == ["deploy"]
+    document = iam.get_role_policy(RoleName="github-actions-role", PolicyName="deploy")["PolicyDocument"]
+    granted = {s["Sid"]: (sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"]),
+                          sorted([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"]),
+                          s.get("Condition"))
+               for s in document["Statement"]}
+    ecr = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository"
+    ecs = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}"
+    assert granted == {
+        "EcrLogin": (["ecr:GetAuthorizationToken"], ["*"], None),
+        "EcrPushAndCheck": (
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload",
+             "ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:InitiateLayerUpload", "ecr:PutImage",
+             "ecr:UploadLayerPart"],
+            [f"{ecr}/ghost-engine-orchestrator-dev", f"{ecr}/ghost-engine-worker-dev"], None),
+        "EcsTaskDefinitions": (["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], ["*"], None),
+        "EcsTagNewRevisions": (
+            ["ecs:TagResource"],
+            [f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ghost-engine-orchestrator-dev:*",
+             f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ghost-engine-worker-dev:*"],
+            {"StringEquals": {"ecs:CreateAction": "RegisterTaskDefinition"}}),
+        "EcsServices": (["ecs:DescribeServices", "ecs:UpdateService"], [f"{ecs}/orchestrator", f"{ecs}/worker"], None),
+        "PassEcsRoles": (
+            ["iam:PassRole"],
+            [f"{ROLE_ARN}/ghost-engine-ecs-execution-dev", f"{ROLE_ARN}/ghost-engine-orchestrator-task-dev",
+             f"{ROLE_ARN}/ghost-engine-worker-task-dev"],
+            {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
+    }
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_ecs_services_run_on_fargate_in_private_subnets_wired_to_alb_and_cloud_map(stack):
+    ecs, elbv2, sd = stack.client("ecs"), stack.client("elbv2"), stack.client("servicediscovery")
+    assert ecs.describe_clusters(clusters=[CLUSTER], include=["SETTINGS"])["clusters"][0]["settings"] == [
+        {"name": "containerInsights", "value": "enabled"}]
+    services = by_key(ecs.describe_services(cluster=CLUSTER, services=["orchestrator", "worker"])["services"],
+                      "serviceName")
+    target_group = elbv2.describe_target_groups(Names=["ghost-engine-orch-dev"])["TargetGroups"][0]
+    worker_registry = by_key(sd.list_services()["Services"], "Name")["worker"]
+    for name, service in services.items():
+        assert (service["launchType"], service["desiredCount"], service["runningCount"], service["status"]) == \
+            ("FARGATE", 1, 1, "ACTIVE"), name
+        # Revision 1 unless a deploy test has already moved the service on.
+        assert service["taskDefinition"].startswith(
+            f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ghost-engine-{name}-dev:")
+        vpc = service["networkConfiguration"]["awsvpcConfiguration"]
+        assert vpc["assignPublicIp"] == "DISABLED"
+        assert len(vpc["subnets"]) == 2
+    assert services["orchestrator"]["loadBalancers"] == [{
+        "targetGroupArn": target_group["TargetGroupArn"], "containerName": "orchestrator", "containerPort": 8080}]
+    assert services["worker"]["loadBalancers"] == []
+    assert [r["registryArn"] for r in services["worker"]["serviceRegistries"]] == [worker_registry["Arn"]]
+    assert services["orchestrator"].get("serviceRegistries", []) == []
+    namespaces = sd.list_namespaces()["Namespaces"]
+    assert [(n["Name"], n["Type"]) for n in namespaces] == [("ghost-engine-dev.local", "DNS_PRIVATE")]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_ecs_services_are_planned_with_rollback_circuit_breaker_and_rolling_deploys(stack):
+    """moto drops these settings, so the planned values are the evidence."""
+    for name in ("orchestrator", "worker"):
+        planned = planned_resource(stack, f'aws_ecs_service.this["{name}"]')
+        assert planned["deployment_circuit_breaker"] == [{"enable": True, "rollback": True}]
+        assert (planned["deployment_minimum_healthy_percent"], planned["deployment_maximum_percent"]) == (100, 200)
+        assert planned["launch_type"] == "FARGATE"
+
+
+def container(ecs, family: str) -> tuple[dict, dict]:
+    task = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+    assert len(task["containerDefinitions"]) == 1
+    return task, task["containerDefinitions"][0]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_task_definitions_run_the_right_command_with_the_environment_of_the_brief(stack):
+    ecs = stack.client("ecs")
+    common = {"HOST": "0.0.0.0", "LOG_LEVEL": "INFO", "ENVIRONMENT": "dev", "METRICS_NAMESPACE": "GhostEngine"}
+    expected_env = {
+        "orchestrator": {**common, "PORT": "8080", "WORKER_URL": "http://worker.ghost-engine-dev.local:8081",
+                         "JOBS_TABLE_NAME": TABLE, "AWS_REGION": REGION},
+        "worker": {**common, "PORT": "8081"},
+    }
+    for name, port in (("orchestrator", 8080), ("worker", 8081)):
+        family = f"ghost-engine-{name}-dev"
+        task, main = container(ecs, f"{family}:1")  # the revision Terraform registered
+        assert (task["family"], task["revision"], task["networkMode"], task["requiresCompatibilities"],
+                task["cpu"], task["memory"]) == (family, 1, "awsvpc", ["FARGATE"], "256", "512")
+        assert task["executionRoleArn"] == f"{ROLE_ARN}/ghost-engine-ecs-execution-dev"
+        assert task["taskRoleArn"] == f"{ROLE_ARN}/ghost-engine-{name}-task-dev"
+        assert main["name"] == name
+        assert main["image"] == f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ghost-engine-{name}-dev:latest"
+        assert main["command"] == ["python", f"{name}.py"]
+        assert main["essential"] is True
+        assert [(p["containerPort"], p["protocol"]) for p in main["portMappings"]] == [(port, "tcp")]
+        assert {e["name"]: e["value"] for e in main["environment"]} == expected_env[name]
+        assert main["stopTimeout"] == 30
+        assert main["readonlyRootFilesystem"] is True
+        assert main["logConfiguration"] == {"logDriver": "awslogs", "options": {
+            "awslogs-group": f"/ecs/ghost-engine-{name}-dev", "awslogs-region": REGION,
+            "awslogs-stream-prefix": name}}
+        assert main["healthCheck"]["command"][:2] == ["CMD", "python"]
+        assert f"http://127.0.0.1:{port}/healthz" in main["healthCheck"]["command"][-1]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_log_groups_keep_logs_14_days(stack):
+    groups = stack.client("logs").describe_log_groups(logGroupNamePrefix="/ecs/ghost-engine-")["logGroups"]
+    assert {g["logGroupName"]: g.get("retentionInDays") for g in groups} == {
+        "/ecs/ghost-engine-orchestrator-dev": 14, "/ecs/ghost-engine-worker-dev": 14}
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_alarms_watch_alb_5xx_running_tasks_and_failed_jobs(stack):
+    alarms = by_key(stack.client("cloudwatch").describe_alarms()["MetricAlarms"], "AlarmName")
+    assert sorted(alarms) == ["ghost-engine-alb-5xx-dev", "ghost-engine-job-failed-dev",
+                              "ghost-engine-orchestrator-running-tasks-dev", "ghost-engine-worker-running-tasks-dev"]
+    failed = alarms["ghost-engine-job-failed-dev"]
+    assert (failed["Namespace"], failed["MetricName"], failed["Statistic"], failed["Period"],
+            failed["ComparisonOperator"], failed["Threshold"], failed["TreatMissingData"]) == \
+        ("GhostEngine", "JobFailed", "Sum", 60, "GreaterThanThreshold", 0.0, "notBreaching")
+    assert sorted(failed["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "Environment", "Value": "dev"}, {"Name": "Service", "Value": "orchestrator"}]
+    for name in ("orchestrator", "worker"):
+        running = alarms[f"ghost-engine-{name}-running-tasks-dev"]
+        assert (running["Namespace"], running["MetricName"], running["ComparisonOperator"], running["Threshold"],
+                running["TreatMissingData"]) == \
+            ("ECS/ContainerInsights", "RunningTaskCount", "LessThanThreshold", 1.0, "breaching")
+        assert sorted(running["Dimensions"], key=lambda d: d["Name"]) == [
+            {"Name": "ClusterName", "Value": CLUSTER}, {"Name": "ServiceName", "Value": name}]
+    five_xx = alarms["ghost-engine-alb-5xx-dev"]
+    assert (five_xx["ComparisonOperator"], five_xx["Threshold"]) == ("GreaterThanThreshold", 5.0)
+    queries = by_key(five_xx["Metrics"], "Id")
+    assert queries["total"]["Expression"] == "FILL(elb, 0) + FILL(target, 0)"
+    assert {queries[i]["MetricStat"]["Metric"]["MetricName"] for i in ("elb", "target")} == {
+        "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count"}
+    assert all(alarm["AlarmActions"] == [] for alarm in alarms.values())  # alarm_topic_enabled = false
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_ecr_repositories_are_immutable_scanned_and_expire_old_images(stack):
+    ecr = stack.client("ecr")
+    repos = by_key(ecr.describe_repositories()["repositories"], "repositoryName")
+    assert sorted(repos) == ["ghost-engine-orchestrator-dev", "ghost-engine-worker-dev"]
+    for name, repo in repos.items():
+        assert repo["imageTagMutability"] == "IMMUTABLE"
+        assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+        assert repo["encryptionConfiguration"]["encryptionType"] == "KMS"
+        policy = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
+        assert [(r["rulePriority"], r["selection"]) for r in policy["rules"]] == [
+            (1, {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 7}),
+            (2, {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 50}),
+        ]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_an_immutable_tag_cannot_be_pointed_at_another_image(stack):
+    """Why the pipeline cannot re-push `latest` (see ecr.tf). Uses a tag no deploy uses."""
+    ecr = stack.client("ecr")
+    repo, tag = "ghost-engine-worker-dev", "immutability-probe"
+
+    def manifest(layer: str) -> str:
+        digest = "sha256:" + layer * 64
+        return json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": digest},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
+                        "digest": digest}]})
+
+    first = ecr.put_image(repositoryName=repo, imageManifest=manifest("a"), imageTag=tag)["image"]["imageId"]
+    try:
+        with pytest.raises(ecr.exceptions.ClientError):
+            ecr.put_image(repositoryName=repo, imageManifest=manifest("b"), imageTag=tag)
+        images = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": tag}])["imageDetails"]
+        assert [image["imageDigest"] for image in images] == [first["imageDigest"]]
+    finally:
+        ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": tag}])
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_security_groups_allow_internet_to_alb_to_orchestrator_to_worker_only(stack):
+    ec2 = stack.client("ec2")
+    groups = by_key(ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["ghost-engine-*-dev"]}])["SecurityGroups"], "GroupName")
+    ids = {name: groups[f"ghost-engine-{name}-dev"]["GroupId"] for name in ("alb", "orchestrator", "worker")}
+
+    def rules(name: str, direction: str) -> list[tuple]:
+        found = []
+        for permission in groups[f"ghost-engine-{name}-dev"][direction]:
+            ports = (permission["IpProtocol"], permission.get("FromPort"), permission.get("ToPort"))
+            found += [(*ports, r["CidrIp"]) for r in permission["IpRanges"]]
+            found += [(*ports, r["GroupId"]) for r in permission["UserIdGroupPairs"]]
+        return sorted(found)
+
+    assert rules("alb", "IpPermissions") == [("tcp", 80, 80, "0.0.0.0/0")]
+    assert rules("alb", "IpPermissionsEgress") == [("tcp", 8080, 8080, ids["orchestrator"])]
+    assert rules("orchestrator", "IpPermissions") == [("tcp", 8080, 8080, ids["alb"])]
+    assert rules("orchestrator", "IpPermissionsEgress") == sorted([("tcp", 443, 443, "0.0.0.0/0"),
+                                                                   ("tcp", 8081, 8081, ids["worker"])])
+    assert rules("worker", "IpPermissions") == [("tcp", 8081, 8081, ids["orchestrator"])]
+    assert rules("worker", "IpPermissionsEgress") == [("tcp", 443, 443, "0.0.0.0/0")]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_alb_forwards_http_to_the_orchestrator_target_group_checked_on_healthz(stack):
+    elbv2 = stack.client("elbv2")
+    lb = elbv2.describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]
+    assert lb["Type"] == "application"
+    planned = planned_resource(stack, "aws_lb.this")  # moto does not report the scheme
+    assert (planned["internal"], planned["drop_invalid_header_fields"]) == (False, True)
+    group = elbv2.describe_target_groups(Names=["ghost-engine-orch-dev"])["TargetGroups"][0]
+    assert (group["Protocol"], group["Port"], group["TargetType"], group["HealthCheckPath"],
+            group["Matcher"]) == ("HTTP", 8080, "ip", "/healthz", {"HttpCode": "200"})
+    listeners = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    assert [(listener["Port"], listener["Protocol"], listener["DefaultActions"][0]["Type"],
+             listener["DefaultActions"][0]["TargetGroupArn"]) for listener in listeners] == \
+        [(80, "HTTP", "forward", group["TargetGroupArn"])]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_second_plan_shows_no_changes(stack):
+    proc = stack.terraform("plan", "-detailed-exitcode", "-no-color", *tf_helpers.var_args(stack.variables),
+                           ok_codes=(0, 2))
+    assert proc.returncode == 0, proc.stdout[-6000:]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_plan_ignores_task_definition_revisions_registered_by_the_pipeline(stack):
+    """What scripts/deploy.sh does (new revision, service moved to it) is not drift for Terraform.
+    The stack is shared: the service is moved back and the added revision deleted afterwards."""
+    ecs = stack.client("ecs")
+    task, _ = container(ecs, "ghost-engine-worker-dev:1")
+    spec = {key: task[key] for key in ("family", "taskRoleArn", "executionRoleArn", "networkMode",
+                                       "containerDefinitions", "requiresCompatibilities", "cpu", "memory")}
+    spec["containerDefinitions"][0]["image"] = spec["containerDefinitions"][0]["image"].replace(":latest", ":abc123")
+    before = ecs.describe_services(cluster=CLUSTER, services=["worker"])["services"][0]["taskDefinition"]
+    new_arn = ecs.register_task_definition(**spec)["taskDefinition"]["taskDefinitionArn"]
+    ecs.update_service(cluster=CLUSTER, service="worker", taskDefinition=new_arn)
+    try:
+        proc = stack.terraform("plan", "-detailed-exitcode", "-no-color", *tf_helpers.var_args(stack.variables),
+                               ok_codes=(0, 2))
+        assert proc.returncode == 0, proc.stdout[-6000:]
+    finally:
+        ecs.update_service(cluster=CLUSTER, service="worker", taskDefinition=before)
+        ecs.deregister_task_definition(taskDefinition=new_arn)
+        ecs.delete_task_definitions(taskDefinitions=[new_arn])
+
+
+# --- checkov ----------------------------------------------------------------------------------
+
+CHECKOV_VERSION = "3.3.30"
+CHECKOV_INSTALL_TIMEOUT_S = 900
+# Every check the module skips, each with a one-line reason next to the resource. Adding a skip
+# means adding it here too: a skipped check is a decision, not a pass.
+EXPECTED_SKIPS = {
+    ("CKV2_AWS_11", "aws_vpc.this"),
+    ("CKV_AWS_119", "aws_dynamodb_table.this"),
+    ("CKV_AWS_158", "aws_cloudwatch_log_group.this"),
+    ("CKV_AWS_338", "aws_cloudwatch_log_group.this"),
+    ("CKV_AWS_91", "aws_lb.this"),
+    ("CKV2_AWS_28", "aws_lb.this"),
+    ("CKV_AWS_378", "aws_lb_target_group.orchestrator"),
+    ("CKV_AWS_2", "aws_lb_listener.http"),
+    ("CKV_AWS_103", "aws_lb_listener.http"),
+    ("CKV_AWS_260", "aws_security_group_rule.alb_http"),
+    ("CKV_AWS_356", "aws_iam_policy_document.github_deploy"),
+    ("CKV_AWS_111", "aws_iam_policy_document.github_deploy"),
+    ("CKV_AWS_26", "aws_sns_topic.alarms"),
+}
+
+
+def checkov_executable() -> pathlib.Path:
+    """$CHECKOV_BIN, else checkov in a cached venv of its own (installed from PyPI on first use:
+    checkov's pins conflict with the project's dependencies)."""
+    if os.environ.get("CHECKOV_BIN"):
+        return pathlib.Path(os.environ["CHECKOV_BIN"])
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+    home = cache / "ghost-engine" / f"checkov-{CHECKOV_VERSION}"
+    executable = home / "bin" / "checkov"
+    marker = home / ".installed"
+    if not marker.exists():
+        venv.EnvBuilder(clear=True, with_pip=True).create(home)
+        pip = subprocess.run([str(home / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                              f"checkov=={CHECKOV_VERSION}"],
+                             capture_output=True, text=True, timeout=CHECKOV_INSTALL_TIMEOUT_S)
+        assert pip.returncode == 0, f"installing checkov failed:\n{pip.stderr[-3000:]}"
+        marker.write_text(CHECKOV_VERSION + "\n")
+    return executable
+
+
+@pytest.mark.timeout(CHECKOV_INSTALL_TIMEOUT_S + 300)
+def test_checkov_finds_nothing_and_every_skip_is_the_expected_one_with_a_reason():
+    started = time.monotonic()
+    executable = checkov_executable()
+    proc = subprocess.run(
+        [str(executable), "-d", "infra", "--framework", "terraform", "--skip-download", "--output", "json"],
+        cwd=ROOT, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"}, capture_output=True, text=True, timeout=300)
+    report = json.loads(proc.stdout)
+    results = report["results"]
+    failed = [(c["check_id"], c["resource"], c["file_path"]) for c in results["failed_checks"]]
+    assert failed == [], proc.stdout[-3000:]
+    skipped = {(c["check_id"], c["resource"].split("[")[0]) for c in results["skipped_checks"]}
+    assert skipped == EXPECTED_SKIPS
+    assert all(c["check_result"]["suppress_comment"].strip() for c in results["skipped_checks"])
+    assert report["summary"]["passed"] > 100
+    assert proc.returncode == 0
+    print(f"checkov {CHECKOV_VERSION}: {report['summary']} in {time.monotonic() - started:.1f}s")

@@ -1,0 +1,201 @@
+"""Run the Terraform module in infra/aws/terraform from tests, offline, without touching the repo.
+
+Every run works on a copy of the module in a temp directory, with its own CLI config (the
+provider comes from the machine's filesystem mirror when there is one), ``TF_DATA_DIR`` and
+local state, so no ``.terraform/``, lock file or state ever lands in the repository.
+
+``shared_stack()`` applies the whole module once per pytest session against its own moto
+server and hands every caller the same :class:`TerraformStack`: outputs, endpoint and
+environment for boto3 / the AWS CLI. Use it from a session fixture::
+
+    @pytest.fixture(scope="session")
+    def terraform_stack(tmp_path_factory, request):
+        return tf_helpers.shared_stack(tmp_path_factory, request)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from conftest import AWS_TEST_ENV, ROOT, MotoServer
+
+MODULE_DIR = ROOT / "infra" / "aws" / "terraform"
+TERRAFORM = shutil.which("terraform")
+SKIP_REASON = (
+    "terraform is not on PATH: install Terraform >= 1.9 (https://developer.hashicorp.com/terraform/install, "
+    "or hashicorp/setup-terraform in GitHub Actions)"
+)
+requires_terraform = pytest.mark.skipif(TERRAFORM is None, reason=SKIP_REASON)
+
+# Where the machine image keeps the AWS provider (filesystem-mirror layout); override with
+# TF_PROVIDER_MIRROR. Without a mirror, terraform downloads the provider from the registry.
+DEFAULT_PROVIDER_MIRROR = pathlib.Path("/opt/tf-plugins")
+
+# Variables of the test stack: everything else is the module's defaults (the dev names).
+STACK_VARS = {
+    "deletion_protection_enabled": "false",
+    "github_repository": "example-owner/ghost-engine",
+}
+# moto reports this many running tasks per ECS service; equal to the desired counts, so
+# services are stable at once.
+MOTO_RUNNING_TASKS = "1"
+
+APPLY_TIMEOUT_S = 600
+COMMAND_TIMEOUT_S = 300
+
+
+def provider_mirror() -> pathlib.Path | None:
+    """The provider mirror directory, or None to use the public registry."""
+    path = pathlib.Path(os.environ.get("TF_PROVIDER_MIRROR") or DEFAULT_PROVIDER_MIRROR)
+    return path if (path / "registry.terraform.io" / "hashicorp" / "aws").is_dir() else None
+
+
+def write_cli_config(path: pathlib.Path) -> pathlib.Path:
+    """A Terraform CLI config that installs hashicorp/aws from the mirror, if there is one."""
+    mirror = provider_mirror()
+    if mirror is None:
+        path.write_text("# no provider mirror on this machine: use the registry\n")
+    else:
+        path.write_text(
+            "provider_installation {\n"
+            f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
+            '    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n'
+            '  direct {\n    exclude = ["registry.terraform.io/hashicorp/aws"]\n  }\n'
+            "}\n"
+        )
+    return path
+
+
+def terraform_env(workdir: pathlib.Path, aws_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for terraform: CLI config and data dir in ``workdir``, test AWS credentials."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "TF_"))}
+    env.update(AWS_TEST_ENV)
+    env.update(aws_env or {})
+    env.update({
+        "TF_CLI_CONFIG_FILE": str(write_cli_config(workdir / "terraform.rc")),
+        "TF_DATA_DIR": str(workdir / "tf-data"),
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        "CHECKPOINT_DISABLE": "1",
+    })
+    return env
+
+
+def copy_module(workdir: pathlib.Path) -> pathlib.Path:
+    """Copy the module's .tf files to ``workdir/module`` and return that directory."""
+    target = workdir / "module"
+    target.mkdir(parents=True)
+    for source in MODULE_DIR.glob("*.tf"):
+        shutil.copy2(source, target / source.name)
+    return target
+
+
+def run(args: list[str], cwd: pathlib.Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT_S,
+        ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+    """Run ``terraform <args>`` in ``cwd``; fail with its output on an unexpected exit code."""
+    proc = subprocess.run([TERRAFORM or "terraform", *args], cwd=cwd, env=env, timeout=timeout,
+                          capture_output=True, text=True)
+    if proc.returncode not in ok_codes:
+        raise AssertionError(
+            f"terraform {' '.join(args)} exited {proc.returncode}\n"
+            f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def var_args(variables: dict[str, str]) -> list[str]:
+    return [f"-var={name}={value}" for name, value in variables.items()]
+
+
+@dataclasses.dataclass
+class TerraformStack:
+    """The applied module: its moto server, working copy, outputs and how long each step took."""
+
+    moto: MotoServer
+    module_dir: pathlib.Path
+    tf_env: dict[str, str]
+    variables: dict[str, str]
+    outputs: dict[str, Any]
+    plan_json: dict[str, Any]
+    timings: dict[str, float]
+
+    @property
+    def endpoint(self) -> str:
+        return self.moto.endpoint
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment for boto3 / the AWS CLI / scripts that should talk to this stack."""
+        return self.moto.env()
+
+    def client(self, service: str):
+        import boto3  # noqa: PLC0415 - only the AWS tests need it
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=AWS_TEST_ENV["AWS_REGION"],
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def terraform(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        """Run terraform in the stack's working copy (same state, same moto server)."""
+        return run(list(args), self.module_dir, self.tf_env, timeout=APPLY_TIMEOUT_S, ok_codes=ok_codes)
+
+    def close(self) -> None:
+        self.moto.stop()
+
+
+def apply_stack(workdir: pathlib.Path, variables: dict[str, str] | None = None) -> TerraformStack:
+    """Start a moto server and ``terraform apply`` the whole module against it."""
+    variables = {**STACK_VARS, **(variables or {})}
+    moto = MotoServer(extra_env={"MOTO_ECS_SERVICE_RUNNING": MOTO_RUNNING_TASKS})
+    try:
+        module_dir = copy_module(workdir)
+        env = terraform_env(workdir, moto.env())
+        timings: dict[str, float] = {}
+
+        def timed(step: str, *args: str) -> subprocess.CompletedProcess[str]:
+            started = time.monotonic()
+            proc = run(list(args), module_dir, env, timeout=APPLY_TIMEOUT_S)
+            timings[step] = round(time.monotonic() - started, 1)
+            return proc
+
+        timed("init", "init", "-backend=false", "-no-color")
+        timed("plan", "plan", "-no-color", "-out=tfplan", *var_args(variables))
+        timed("apply", "apply", "-no-color", "tfplan")
+        plan_json = json.loads(run(["show", "-json", "tfplan"], module_dir, env).stdout)
+        outputs = {name: out["value"] for name, out in
+                   json.loads(run(["output", "-json"], module_dir, env).stdout).items()}
+    except BaseException:
+        moto.stop()
+        raise
+    return TerraformStack(moto, module_dir, env, variables, outputs, plan_json, timings)
+
+
+_SHARED: TerraformStack | None = None
+
+
+def shared_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> TerraformStack:
+    """The session's one applied stack, created on first use and stopped at session end.
+
+    Call it from a session-scoped fixture; any number of test modules may do so.
+    """
+    global _SHARED
+    if TERRAFORM is None:
+        pytest.skip(SKIP_REASON)
+    if _SHARED is None:
+        stack = apply_stack(tmp_path_factory.mktemp("terraform-stack"))
+        _SHARED = stack
+
+        def _close() -> None:
+            global _SHARED
+            stack.close()
+            _SHARED = None
+
+        request.addfinalizer(_close)
+    return _SHARED
