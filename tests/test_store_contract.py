@@ -21,9 +21,6 @@ T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 LEASE_MS = 30_000
 JOB_INPUT = {"prompt": "a lighthouse at dusk", "seed": 42, "style": "watercolor"}
 RACERS = 8
-MOTO_RACE_SKIP = ("moto server applies conditional writes without a per-item lock: measured 1 race in "
-                  "200 with two winning claims and 1 in 200 with two finishes; races are proven on "
-                  "dynalite, which locks each item like DynamoDB")
 
 
 class FakeClock:
@@ -63,24 +60,37 @@ def _wait_active(client: Any, name: str) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture(params=["memory", "moto", "dynalite"])
-def backend(request, monkeypatch):
+def _backend(request, monkeypatch, name: str):
     clock = FakeClock()
-    if request.param == "memory":
+    if name == "memory":
         shared = MemoryStore(clock=clock)
         yield Backend("memory", clock, lambda: shared)
         return
-    server = request.getfixturevalue(f"{request.param}_server")
+    server = request.getfixturevalue(f"{name}_server")
     monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
     client = dynamostore.make_client()
     table = f"jobs-contract-{uuid.uuid4().hex[:12]}"
-    if request.param == "moto":
+    if name == "moto":
         dynamostore.create_table(table, client=client)
     else:  # dynalite has no UpdateTimeToLive: create the same table without TTL/PITR
         client.create_table(**dynamostore.table_definition(table))
         _wait_active(client, table)
-    yield Backend(request.param, clock, lambda: dynamostore.DynamoStore(table, client=client, clock=clock))
+    yield Backend(name, clock, lambda: dynamostore.DynamoStore(table, client=client, clock=clock))
     client.delete_table(TableName=table)
+
+
+@pytest.fixture(params=["memory", "moto", "dynalite"])
+def backend(request, monkeypatch):
+    yield from _backend(request, monkeypatch, request.param)
+
+
+@pytest.fixture(params=["memory", "dynalite"])
+def race_backend(request, monkeypatch):
+    """Backends for the race tests. Not moto: moto server applies conditional writes without
+    a per-item lock (measured: 1 race in 200 with two winning claims, 1 in 200 with two
+    finishes), so races are proven on the memory store's lock and on dynalite, which locks
+    each item as DynamoDB does."""
+    yield from _backend(request, monkeypatch, request.param)
 
 
 def _assert_types(job: dict[str, Any]) -> None:
@@ -343,8 +353,6 @@ def test_expired_lists_only_expired_active_jobs_oldest_lease_first(backend):
 
 def _race(backend: Backend, action: Callable[[JobStore, int], Any]) -> list[Any]:
     """Run ``action(store, i)`` in RACERS threads at once; return what each returned or raised."""
-    if backend.name == "moto":
-        pytest.skip(MOTO_RACE_SKIP)
     stores = [backend.open() for _ in range(RACERS)]
     barrier = threading.Barrier(RACERS)
     outcomes: list[Any] = [None] * RACERS
@@ -364,7 +372,8 @@ def _race(backend: Backend, action: Callable[[JobStore, int], Any]) -> list[Any]
     return outcomes
 
 
-def test_replicas_racing_to_claim_an_expired_job_have_exactly_one_winner(backend):
+def test_replicas_racing_to_claim_an_expired_job_have_exactly_one_winner(race_backend):
+    backend = race_backend
     backend.open().create("job-1", JOB_INPUT, "orch-dead", LEASE_MS)
     backend.clock.advance(31)
     outcomes = _race(backend, lambda s, i: s.claim("job-1", f"orch-{i}", LEASE_MS))
@@ -374,7 +383,8 @@ def test_replicas_racing_to_claim_an_expired_job_have_exactly_one_winner(backend
     assert (job["owner"], job["attempts"]) == (f"orch-{winners[0]}", 1)
 
 
-def test_racing_finishes_of_one_job_have_exactly_one_winner(backend):
+def test_racing_finishes_of_one_job_have_exactly_one_winner(race_backend):
+    backend = race_backend
     _running(backend)
     states = [JobState.DONE, JobState.FAILED]
     outcomes = _race(backend, lambda s, i: s.finish("job-1", "orch-a", states[i % 2], result={"by": i},
