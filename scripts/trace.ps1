@@ -6,7 +6,7 @@
 # CloudWatch needs the aws CLI. PowerShell 7.3+: it passes "" and embedded quotes to
 # native commands unchanged.
 # Line-for-line port of scripts/trace.sh (same arguments, environment variables, output
-# and exit codes, and the same embedded Python program): change both together.
+# and exit codes; both run jobtimeline.py): change both together.
 #Requires -Version 7.3
 
 Set-StrictMode -Version Latest
@@ -20,97 +20,8 @@ Set-Variable -Option Constant -Name REGION -Value $(if ($env:AWS_REGION) { $env:
 # Ids go into CloudWatch filter patterns as quoted terms: the request-id alphabet, no quotes.
 Set-Variable -Option Constant -Name ID_PATTERN -Value '^[A-Za-z0-9._:;=/+-]+$'
 Set-Variable -Option Constant -Name PYTHON -Value $(if ($IsWindows) { 'python' } else { 'python3' })
-# The JSON work. "request-ids JOB_ID": the request ids of the job's lines on stdin.
-# "timeline JOB_ID LABEL SOURCE...": the job's lines from files ('-' is stdin), rendered.
-# Kept free of double quotes so PowerShell passes it to python3 -c unchanged.
-Set-Variable -Option Constant -Name PROGRAM -Value @'
-import json, os, re, sys
-
-HIDDEN = ('timestamp', 'level', 'service', 'message', 'jobId', '_aws', 'error')
-SAFE_ID = re.compile(r'^[A-Za-z0-9._:;=/+-]+$')
-
-
-def read_lines(source):
-    if source == '-':
-        return sys.stdin.readlines()
-    try:
-        with open(source, encoding='utf-8', errors='replace') as stream:
-            return stream.readlines()
-    except OSError as exc:
-        print(f'error: cannot read {source}: {exc.strerror}', file=sys.stderr)
-        sys.exit(2)
-
-
-def documents(sources):
-    '''Each distinct JSON object line of the sources, in input order.'''
-    seen, docs = set(), []
-    for raw in (line.strip() for source in sources for line in read_lines(source)):
-        if raw.startswith('{') and raw not in seen:
-            seen.add(raw)
-            try:
-                docs.append(json.loads(raw))
-            except ValueError:
-                pass
-    return [doc for doc in docs if isinstance(doc, dict)]
-
-
-def request_ids(docs, job_id):
-    return {d['requestId'] for d in docs if d.get('jobId') == job_id and isinstance(d.get('requestId'), str)}
-
-
-def belongs(doc, job_id, rids):
-    '''A line with the job id, or one without a job id that shares a request id with those.'''
-    if 'jobId' in doc:
-        return doc['jobId'] == job_id
-    return isinstance(doc.get('requestId'), str) and doc['requestId'] in rids
-
-
-def show(value):
-    if isinstance(value, str) and value and not re.search(r'[\s\x22]', value):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(',', ':'))
-
-
-def render(doc):
-    head = [str(doc.get(key, '-')) for key in ('timestamp', 'service', 'level', 'message')]
-    line = f'{head[0]} {head[1]:<12} {head[2]:<7} {head[3]}'
-    fields = [f'{key}={show(value)}' for key, value in doc.items() if key not in HIDDEN]
-    if fields:
-        line += '  ' + ' '.join(fields)
-    error = doc.get('error')
-    if isinstance(error, dict):
-        kind, text = (str(error.get(key, '?')) for key in ('type', 'message'))
-        line += '  error=' + kind + ': ' + ' '.join(text.splitlines())
-        if doc.get('level') == 'ERROR':
-            line += ''.join('\n    ' + row for row in str(error.get('stack', '')).splitlines())
-    elif error is not None:
-        line += '  error=' + show(error)
-    return line
-
-
-def main(mode, job_id, label='', *sources):
-    sys.stdin.reconfigure(encoding='utf-8', errors='replace')
-    sys.stdout.reconfigure(errors='replace')
-    docs = documents(sources or ['-'])
-    rids = request_ids(docs, job_id)
-    if mode == 'request-ids':
-        print('\n'.join(sorted(rid for rid in rids if SAFE_ID.match(rid))))
-        return 0
-    lines = sorted((d for d in docs if belongs(d, job_id, rids)), key=lambda d: str(d.get('timestamp', '')))
-    if not lines:
-        where = label or ', '.join('stdin' if s == '-' else s for s in sources)
-        print(f'error: no log lines for job {job_id} in {where}', file=sys.stderr)
-        return 1
-    for doc in lines:
-        print(render(doc))
-    return 0
-
-
-try:
-    sys.exit(main(*sys.argv[1:]))
-except BrokenPipeError:  # the reader stopped early (| head): not an error
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-'@
+# The JSON work (matching, sorting, rendering) is in jobtimeline.py beside this script.
+Set-Variable -Option Constant -Name TIMELINE -Value (Join-Path $PSScriptRoot 'jobtimeline.py')
 
 function Get-Usage {
   $name = Split-Path -Leaf $PSCommandPath
@@ -164,12 +75,12 @@ function Read-CloudWatch([string]$JobId, [long]$Since, [long]$PageSize) {
   if (-not (Get-Command aws -ErrorAction SilentlyContinue)) { [Console]::Error.WriteLine('error: the aws CLI is not installed'); exit 1 }
   $startMs = ([DateTimeOffset]::UtcNow.ToUnixTimeSeconds() - $Since * 60) * 1000
   $lines = @(Get-TermLines $JobId $startMs $PageSize)
-  $rids = @($lines | & $PYTHON -c $PROGRAM request-ids $JobId)
+  $rids = @($lines | & $PYTHON $TIMELINE request-ids $JobId)
   foreach ($rid in $rids) {
     if (-not $rid) { continue }
     $lines += @(Get-TermLines $rid $startMs $PageSize)
   }
-  $lines | & $PYTHON -c $PROGRAM timeline $JobId `
+  $lines | & $PYTHON $TIMELINE timeline $JobId `
     "CloudWatch Logs $ORCHESTRATOR_GROUP, $WORKER_GROUP (last $Since min)" -
   exit $LASTEXITCODE
 }
@@ -205,7 +116,7 @@ function Main([string[]]$Argv, [object[]]$Piped) {
   } else {
     # Lines piped to the script, or else the console's stdin, feed '-'.
     $stdin = if ($Piped.Count -gt 0) { $Piped } elseif ($files -contains '-') { [Console]::In.ReadToEnd() -split "`r?`n" } else { @() }
-    $stdin | & $PYTHON -c $PROGRAM timeline $jobId '' @files
+    $stdin | & $PYTHON $TIMELINE timeline $jobId '' @files
     exit $LASTEXITCODE
   }
 }

@@ -14,99 +14,9 @@ readonly WORKER_GROUP="${WORKER_LOG_GROUP:-/ecs/ghost-engine-worker-dev}"
 readonly REGION="${AWS_REGION:-us-east-1}"
 # Ids go into CloudWatch filter patterns as quoted terms: the request-id alphabet, no quotes.
 readonly ID_PATTERN='^[A-Za-z0-9._:;=/+-]+$'
-# The JSON work. "request-ids JOB_ID": the request ids of the job's lines on stdin.
-# "timeline JOB_ID LABEL SOURCE...": the job's lines from files ('-' is stdin), rendered.
-# Kept free of double quotes so PowerShell passes it to python3 -c unchanged.
-PROGRAM="$(cat <<'PY'
-import json, os, re, sys
-
-HIDDEN = ('timestamp', 'level', 'service', 'message', 'jobId', '_aws', 'error')
-SAFE_ID = re.compile(r'^[A-Za-z0-9._:;=/+-]+$')
-
-
-def read_lines(source):
-    if source == '-':
-        return sys.stdin.readlines()
-    try:
-        with open(source, encoding='utf-8', errors='replace') as stream:
-            return stream.readlines()
-    except OSError as exc:
-        print(f'error: cannot read {source}: {exc.strerror}', file=sys.stderr)
-        sys.exit(2)
-
-
-def documents(sources):
-    '''Each distinct JSON object line of the sources, in input order.'''
-    seen, docs = set(), []
-    for raw in (line.strip() for source in sources for line in read_lines(source)):
-        if raw.startswith('{') and raw not in seen:
-            seen.add(raw)
-            try:
-                docs.append(json.loads(raw))
-            except ValueError:
-                pass
-    return [doc for doc in docs if isinstance(doc, dict)]
-
-
-def request_ids(docs, job_id):
-    return {d['requestId'] for d in docs if d.get('jobId') == job_id and isinstance(d.get('requestId'), str)}
-
-
-def belongs(doc, job_id, rids):
-    '''A line with the job id, or one without a job id that shares a request id with those.'''
-    if 'jobId' in doc:
-        return doc['jobId'] == job_id
-    return isinstance(doc.get('requestId'), str) and doc['requestId'] in rids
-
-
-def show(value):
-    if isinstance(value, str) and value and not re.search(r'[\s\x22]', value):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(',', ':'))
-
-
-def render(doc):
-    head = [str(doc.get(key, '-')) for key in ('timestamp', 'service', 'level', 'message')]
-    line = f'{head[0]} {head[1]:<12} {head[2]:<7} {head[3]}'
-    fields = [f'{key}={show(value)}' for key, value in doc.items() if key not in HIDDEN]
-    if fields:
-        line += '  ' + ' '.join(fields)
-    error = doc.get('error')
-    if isinstance(error, dict):
-        kind, text = (str(error.get(key, '?')) for key in ('type', 'message'))
-        line += '  error=' + kind + ': ' + ' '.join(text.splitlines())
-        if doc.get('level') == 'ERROR':
-            line += ''.join('\n    ' + row for row in str(error.get('stack', '')).splitlines())
-    elif error is not None:
-        line += '  error=' + show(error)
-    return line
-
-
-def main(mode, job_id, label='', *sources):
-    sys.stdin.reconfigure(encoding='utf-8', errors='replace')
-    sys.stdout.reconfigure(errors='replace')
-    docs = documents(sources or ['-'])
-    rids = request_ids(docs, job_id)
-    if mode == 'request-ids':
-        print('\n'.join(sorted(rid for rid in rids if SAFE_ID.match(rid))))
-        return 0
-    lines = sorted((d for d in docs if belongs(d, job_id, rids)), key=lambda d: str(d.get('timestamp', '')))
-    if not lines:
-        where = label or ', '.join('stdin' if s == '-' else s for s in sources)
-        print(f'error: no log lines for job {job_id} in {where}', file=sys.stderr)
-        return 1
-    for doc in lines:
-        print(render(doc))
-    return 0
-
-
-try:
-    sys.exit(main(*sys.argv[1:]))
-except BrokenPipeError:  # the reader stopped early (| head): not an error
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-PY
-)"
-readonly PROGRAM
+# The JSON work (matching, sorting, rendering) is in jobtimeline.py beside this script.
+TIMELINE="$(dirname "${BASH_SOURCE[0]}")/jobtimeline.py"
+readonly TIMELINE
 
 usage() {
   cat <<EOF
@@ -160,13 +70,13 @@ from_cloudwatch() {
   command -v aws >/dev/null || { echo "error: the aws CLI is not installed" >&2; exit 1; }
   start_ms=$((($(date +%s) - since * 60) * 1000))
   lines="$(fetch_term "${job_id}" "${start_ms}" "${page_size}")" || exit 1
-  rids="$(python3 -c "${PROGRAM}" request-ids "${job_id}" <<<"${lines}")"
+  rids="$(python3 "${TIMELINE}" request-ids "${job_id}" <<<"${lines}")"
   while IFS= read -r rid; do
     [[ -n "${rid}" ]] || continue
     more="$(fetch_term "${rid}" "${start_ms}" "${page_size}")" || exit 1
     lines+=$'\n'"${more}"
   done <<<"${rids}"
-  python3 -c "${PROGRAM}" timeline "${job_id}" \
+  python3 "${TIMELINE}" timeline "${job_id}" \
     "CloudWatch Logs ${ORCHESTRATOR_GROUP}, ${WORKER_GROUP} (last ${since} min)" - <<<"${lines}"
 }
 
@@ -199,7 +109,7 @@ main() {
   if [[ "${cloudwatch}" == true ]]; then
     from_cloudwatch "${job_id}" "${since}" "${page_size}"
   else
-    python3 -c "${PROGRAM}" timeline "${job_id}" "" "${files[@]}"
+    python3 "${TIMELINE}" timeline "${job_id}" "" "${files[@]}"
   fi
 }
 

@@ -110,6 +110,9 @@ def test_base_url_comes_from_the_environment_without_an_argument():
 
 # --- the PowerShell port is kept in step ------------------------------------------------------
 
+BASH_BUILTINS = {"BASH_SOURCE"}  # bash's own variables, not the environment
+
+
 def env_vars_read(path: pathlib.Path) -> set[str]:
     """Environment variables a script reads: $env:X in PowerShell; in bash, upper-case names
     expanded with ${X...} that the script never assigns itself."""
@@ -119,7 +122,7 @@ def env_vars_read(path: pathlib.Path) -> set[str]:
     expanded = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
     assigned = set(re.findall(r"^\s*(?:(?:readonly|local|export|declare(?: -\w+)*)\s+)?([A-Z][A-Z0-9_]*)=",
                               text, re.MULTILINE))
-    return expanded - assigned
+    return expanded - assigned - BASH_BUILTINS
 
 
 def usage_text(path: pathlib.Path) -> str:
