@@ -27,7 +27,6 @@ Set-Variable -Option ReadOnly -Name CLUSTER -Value (env_or 'ECS_CLUSTER' 'ghost-
 Set-Variable -Option ReadOnly -Name SERVICES -Value @((env_or 'ORCHESTRATOR_SERVICE' 'orchestrator'), (env_or 'WORKER_SERVICE' 'worker'))
 Set-Variable -Option ReadOnly -Name REPOSITORIES -Value @((env_or 'ORCHESTRATOR_REPOSITORY' 'ghost-engine-orchestrator-dev'), (env_or 'WORKER_REPOSITORY' 'ghost-engine-worker-dev'))
 Set-Variable -Option ReadOnly -Name TIMEOUT_SECONDS -Value (env_or 'DEPLOY_TIMEOUT_SECONDS' '600')
-Set-Variable -Option ReadOnly -Name POLL_SECONDS -Value (env_or 'DEPLOY_POLL_SECONDS' '15')
 # Fields describe-task-definition returns that register-task-definition refuses.
 Set-Variable -Option ReadOnly -Name READ_ONLY_FIELDS -Value 'taskDefinitionArn revision status requiresAttributes compatibilities registeredAt registeredBy deregisteredAt'
 
@@ -45,7 +44,6 @@ Environment (default):
   ORCHESTRATOR_REPOSITORY  ECR repository (ghost-engine-orchestrator-dev)
   WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)
   DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)
-  DEPLOY_POLL_SECONDS      seconds between stability checks (15)
 
 Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.
 "@
@@ -105,23 +103,26 @@ function register_and_update([string]$Service, [string]$InputFile) {
   $arn
 }
 
-# Poll until every service in $Names has one deployment and runningCount == desiredCount.
+# Wait with the AWS CLI's own waiter (`aws ecs wait services-stable`: one deployment and
+# runningCount == desiredCount for every service; it polls every 15 s), bounded by
+# DEPLOY_TIMEOUT_SECONDS. If it does not succeed, name the services that are not stable.
 function wait_stable([string[]]$Names) {
-  $deadline = (Get-Date).AddSeconds([int]$TIMEOUT_SECONDS)
-  while ($true) {
-    $rows = aws_cli ecs describe-services --cluster $CLUSTER --services @Names --output text --query `
-      "services[].[serviceName, length(deployments), runningCount, desiredCount, length(deployments[?rolloutState=='FAILED'])]"
-    if ($LASTEXITCODE -ne 0) { exit 1 }
-    $unstable = ''
-    foreach ($row in @($rows)) {
-      $name, $deployments, $running, $desired, $failed = $row -split '\s+'
-      if ($failed -ne '0') { die "service '$name': deployment rollout FAILED (see the service's events)" }
-      if (-not ($deployments -eq '1' -and $running -eq $desired)) { $unstable += " $name" }
-    }
-    if (-not $unstable) { return }
-    if ((Get-Date) -ge $deadline) { die "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:$unstable" }
-    Start-Sleep -Seconds ([int]$POLL_SECONDS)
+  $waiter = Start-Process -FilePath aws -NoNewWindow -PassThru -ArgumentList (@('--region', $REGION, 'ecs', 'wait',
+    'services-stable', '--cluster', $CLUSTER, '--services') + $Names)
+  $status = 0
+  if ($waiter.WaitForExit([int]$TIMEOUT_SECONDS * 1000)) { $status = $waiter.ExitCode } else { $waiter.Kill(); $status = 124 }
+  if ($status -eq 0) { return }
+  $rows = aws_cli ecs describe-services --cluster $CLUSTER --services @Names --output text --query `
+    "services[].[serviceName, length(deployments), runningCount, desiredCount, length(deployments[?rolloutState=='FAILED'])]"
+  if ($LASTEXITCODE -ne 0) { exit 1 }
+  $unstable = ''
+  foreach ($row in @($rows)) {
+    $name, $deployments, $running, $desired, $failed = $row -split '\s+'
+    if ($failed -ne '0') { die "service '$name': deployment rollout FAILED (see the service's events)" }
+    if (-not ($deployments -eq '1' -and $running -eq $desired)) { $unstable += " $name" }
   }
+  if ($status -eq 124) { die "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:$unstable" }
+  die "aws ecs wait services-stable failed (exit $status); not stable:$(if ($unstable) { $unstable } else { ' none' })"
 }
 
 # Succeed if service $Service runs task definition $Arn with a single PRIMARY deployment not FAILED.
@@ -144,8 +145,8 @@ function main([string[]]$Arguments) {
     [Console]::Error.Write((usage | Out-String))
     exit 2
   }
-  if ($TIMEOUT_SECONDS -notmatch '^[0-9]+$' -or $POLL_SECONDS -notmatch '^[0-9]+$') {
-    [Console]::Error.WriteLine("${PROG}: DEPLOY_TIMEOUT_SECONDS and DEPLOY_POLL_SECONDS must be whole numbers of seconds")
+  if ($TIMEOUT_SECONDS -cnotmatch '^[1-9][0-9]*$') {
+    [Console]::Error.WriteLine("${PROG}: DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0")
     exit 2
   }
   $tag = $Arguments[0]; $previous = @('', ''); $arns = @('', '')

@@ -7,9 +7,9 @@
 # register it as a new revision, update the service (--force-new-deployment), wait until every
 # service is stable, then check each runs the new revision and that no rollout failed or rolled back.
 #
-# Waiting is a bounded describe-services poll (as `aws ecs wait services-stable` does: one
-# deployment, runningCount == desiredCount), but with our own timeout and interval.
-# Needs: aws (CLI v1 or v2), python3 (edits the task-definition JSON).
+# Waiting is `aws ecs wait services-stable` under `timeout` (the waiter alone would wait ~10 min
+# and can succeed after a circuit-breaker rollback, hence the check afterwards).
+# Needs: aws (CLI v1 or v2), python3 (edits the task-definition JSON), timeout (coreutils).
 
 set -o errexit -o nounset -o pipefail
 
@@ -19,7 +19,6 @@ readonly CLUSTER="${ECS_CLUSTER:-ghost-engine-cluster-dev}"
 readonly SERVICES=("${ORCHESTRATOR_SERVICE:-orchestrator}" "${WORKER_SERVICE:-worker}")
 readonly REPOSITORIES=("${ORCHESTRATOR_REPOSITORY:-ghost-engine-orchestrator-dev}" "${WORKER_REPOSITORY:-ghost-engine-worker-dev}")
 readonly TIMEOUT_SECONDS="${DEPLOY_TIMEOUT_SECONDS:-600}"
-readonly POLL_SECONDS="${DEPLOY_POLL_SECONDS:-15}"
 # Fields describe-task-definition returns that register-task-definition refuses.
 readonly READ_ONLY_FIELDS="taskDefinitionArn revision status requiresAttributes compatibilities registeredAt registeredBy deregisteredAt"
 
@@ -37,7 +36,6 @@ Environment (default):
   ORCHESTRATOR_REPOSITORY  ECR repository (ghost-engine-orchestrator-dev)
   WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)
   DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)
-  DEPLOY_POLL_SECONDS      seconds between stability checks (15)
 
 Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.
 EOF
@@ -95,21 +93,22 @@ register_and_update() {
   echo "${arn}"
 }
 
-# Poll until every service in "$@" has one deployment and runningCount == desiredCount.
+# Wait with the AWS CLI's own waiter (`aws ecs wait services-stable`: one deployment and
+# runningCount == desiredCount for every service; it polls every 15 s), bounded by
+# DEPLOY_TIMEOUT_SECONDS. If it does not succeed, name the services that are not stable.
 wait_stable() {
-  local deadline=$((SECONDS + TIMEOUT_SECONDS)) rows name deployments running desired failed unstable
-  while true; do
-    rows="$(aws_cli ecs describe-services --cluster "${CLUSTER}" --services "$@" --output text --query \
-      "services[].[serviceName, length(deployments), runningCount, desiredCount, length(deployments[?rolloutState=='FAILED'])]")" || exit 1
-    unstable=""
-    while read -r name deployments running desired failed; do
-      [[ "${failed}" == "0" ]] || die "service '${name}': deployment rollout FAILED (see the service's events)"
-      [[ "${deployments}" == "1" && "${running}" == "${desired}" ]] || unstable+=" ${name}"
-    done <<<"${rows}"
-    [[ -z "${unstable}" ]] && return 0
-    ((SECONDS < deadline)) || die "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:${unstable}"
-    sleep "${POLL_SECONDS}"
-  done
+  local status=0 rows name deployments running desired failed unstable=""
+  timeout "${TIMEOUT_SECONDS}" env AWS_PAGER="" aws --region "${REGION}" ecs wait services-stable \
+    --cluster "${CLUSTER}" --services "$@" || status=$?
+  ((status == 0)) && return 0
+  rows="$(aws_cli ecs describe-services --cluster "${CLUSTER}" --services "$@" --output text --query \
+    "services[].[serviceName, length(deployments), runningCount, desiredCount, length(deployments[?rolloutState=='FAILED'])]")" || exit 1
+  while read -r name deployments running desired failed; do
+    [[ "${failed}" == "0" ]] || die "service '${name}': deployment rollout FAILED (see the service's events)"
+    [[ "${deployments}" == "1" && "${running}" == "${desired}" ]] || unstable+=" ${name}"
+  done <<<"${rows}"
+  ((status == 124)) && die "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:${unstable}"
+  die "aws ecs wait services-stable failed (exit ${status}); not stable:${unstable:- none}"
 }
 
 # Succeed if service $1 runs task definition $2 with a single PRIMARY deployment not FAILED.
@@ -132,8 +131,8 @@ main() {
     usage >&2
     exit 2
   fi
-  if [[ ! "${TIMEOUT_SECONDS}" =~ ^[0-9]+$ || ! "${POLL_SECONDS}" =~ ^[0-9]+$ ]]; then
-    echo "${PROG}: DEPLOY_TIMEOUT_SECONDS and DEPLOY_POLL_SECONDS must be whole numbers of seconds" >&2
+  if [[ ! "${TIMEOUT_SECONDS}" =~ ^[1-9][0-9]*$ ]]; then
+    echo "${PROG}: DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0" >&2
     exit 2
   fi
   local tag="$1" i previous=() arns=()

@@ -106,7 +106,7 @@ def stack(moto):
 
 def run_deploy(moto: MotoServer | tf_helpers.TerraformStack, *args: str, path_prefix: str = "",
                **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **moto.env(), "DEPLOY_POLL_SECONDS": "1", **env}
+    full_env = {**os.environ, **moto.env(), **env}
     if path_prefix:
         full_env["PATH"] = f"{path_prefix}{os.pathsep}{full_env['PATH']}"
     return subprocess.run([str(DEPLOY), *args], env=full_env, capture_output=True, text=True, timeout=120)
@@ -170,6 +170,21 @@ def test_service_that_does_not_stabilise_fails_naming_it(moto, stack):
         "deploy.sh: timed out after 2s waiting for service(s) to stabilise: worker")
 
 
+def test_deploy_waits_with_the_aws_services_stable_waiter(moto, stack, tmp_path):
+    """The pipeline's wait is the AWS CLI's own ``ecs wait services-stable`` on both services."""
+    stack()
+    calls = tmp_path / "calls.txt"
+    recorder = tmp_path / "aws"
+    recorder.write_text("#!/usr/bin/env bash\n"
+                        f"echo \"$*\" >> '{calls}'\n"
+                        f"exec '{shutil.which('aws')}' \"$@\"\n")
+    recorder.chmod(recorder.stat().st_mode | stat.S_IXUSR)
+    result = run_deploy(moto, NEW_TAG, path_prefix=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    waits = [line for line in calls.read_text().splitlines() if " wait " in f" {line} "]
+    assert waits == [f"--region us-east-1 ecs wait services-stable --cluster {CLUSTER} --services orchestrator worker"]
+
+
 def test_rolled_back_deployment_fails_naming_the_service(moto, stack, tmp_path):
     """ECS's circuit breaker rolls a failed deployment back; the waiter alone would call that stable."""
     stack()
@@ -210,7 +225,7 @@ def test_non_numeric_timeout_exits_2(moto):
     result = run_deploy(moto, NEW_TAG, DEPLOY_TIMEOUT_SECONDS="10m")
     assert result.returncode == 2
     assert result.stderr == (
-        "deploy.sh: DEPLOY_TIMEOUT_SECONDS and DEPLOY_POLL_SECONDS must be whole numbers of seconds\n")
+        "deploy.sh: DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0\n")
 
 
 def test_help_exits_0_and_documents_every_variable(moto):
