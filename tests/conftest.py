@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from typing import Iterator
 
 import pytest
 
@@ -52,6 +56,39 @@ def wait_http_ok(url: str, timeout: float = 20.0, proc: subprocess.Popen | None 
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def find_tool(name: str) -> str:
+    """A tool installed by requirements-dev.txt, in this interpreter's bin dir or on PATH."""
+    path = shutil.which(name, path=os.pathsep.join([str(pathlib.Path(sys.executable).parent),
+                                                     os.environ.get("PATH", "")]))
+    if path is None:
+        pytest.fail(f"{name} not found: pip install -r requirements-dev.txt")
+    return path
+
+
+@contextlib.contextmanager
+def serving_in_thread(server) -> Iterator[int]:
+    """Run a socketserver in a daemon thread; yield its port; shut it down after."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
 class MotoServer:
     """A moto server process on a free loopback port."""
 
@@ -79,12 +116,7 @@ class MotoServer:
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10).close()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 
-from conftest import free_port
+from conftest import free_port, stop_process
 
 DYNALITE_VERSION = "4.0.0"
 CACHE_DIR = pathlib.Path.home() / ".cache" / "ghost-engine" / "dynalite"
@@ -72,9 +72,4 @@ class DynaliteServer:
         raise TimeoutError(f"dynalite did not listen on {self.port} within {timeout}s")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from conftest import free_port, wait_http_ok
+from conftest import find_tool, free_port, stop_process, wait_http_ok
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -106,15 +106,6 @@ def has_main_block(path: pathlib.Path) -> bool:
                 and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__"):
             return True
     return False
-
-
-def find_tool(name: str) -> str:
-    """A tool installed by requirements-dev.txt, in this interpreter's bin dir or on PATH."""
-    path = shutil.which(name, path=os.pathsep.join([str(pathlib.Path(sys.executable).parent),
-                                                     os.environ.get("PATH", "")]))
-    if path is None:
-        pytest.fail(f"{name} not found: pip install -r requirements-dev.txt")
-    return path
 
 
 INSTRUCTIONS = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
@@ -238,12 +229,7 @@ def services_from_image_dir(image_dir):
         yield ports
     finally:
         for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=30)
 
 
 @pytest.mark.parametrize("service", ["orchestrator", "worker"])

@@ -6,7 +6,6 @@ import http.client
 import json
 import re
 import socket
-import threading
 import types
 
 import pytest
@@ -15,6 +14,7 @@ import httpkit
 import logjson
 from httpkit import ConfigError, Env, HTTPError, JsonHandler, Router, Server
 from logcapture import capture_logs, wait_for_line
+from conftest import serving_in_thread
 
 HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -215,14 +215,9 @@ class RecordingWriter:
 
 @pytest.fixture(scope="module")
 def server():
-    app = types.SimpleNamespace(writes=[])
-    srv = Server(("127.0.0.1", 0), AppHandler, app)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    srv = Server(("127.0.0.1", 0), AppHandler, types.SimpleNamespace(writes=[]))
+    with serving_in_thread(srv):
+        yield srv
 
 
 @pytest.fixture

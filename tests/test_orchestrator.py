@@ -10,7 +10,6 @@ import json
 import os
 import re
 import socket
-import threading
 
 import pytest
 
@@ -20,6 +19,7 @@ import store
 from dispatcher import DispatchConfig, Dispatcher
 from httpkit import ConfigError, HTTPError, Server
 from orchestrator import OrchestratorConfig
+from conftest import serving_in_thread
 
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -202,14 +202,8 @@ def quiet_logs():
 def serving(job_store, dispatcher):
     app = orchestrator.Orchestrator(OrchestratorConfig(), job_store, dispatcher)
     srv = Server(("127.0.0.1", 0), orchestrator.OrchestratorHandler, app)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield srv.server_address[1]
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=10)
+    with serving_in_thread(srv) as port:
+        yield port
 
 
 def call(port: int, method: str, path: str, body: object = None, headers: dict[str, str] | None = None):

@@ -9,15 +9,13 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import free_port
+from conftest import find_tool, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
@@ -26,15 +24,6 @@ SMOKE_ENV_VARS = {"BASE_URL", "SMOKE_TIMEOUT_SECONDS", "SMOKE_POLL_INTERVAL_SECO
 STRICT_MODE = "set -o errexit -o nounset -o pipefail"
 REQUEST_ID = re.compile(r"smoke-[0-9a-f]{12}")
 ELAPSED = re.compile(r"^\[ *\d+\.\ds\]", re.MULTILINE)
-
-
-def find_tool(name: str) -> str:
-    """A tool installed by requirements-dev.txt, in this interpreter's bin dir or on PATH."""
-    path = shutil.which(name, path=os.pathsep.join([str(pathlib.Path(sys.executable).parent),
-                                                     os.environ.get("PATH", "")]))
-    if path is None:
-        pytest.fail(f"{name} not found: pip install -r requirements-dev.txt")
-    return path
 
 
 def run_smoke(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 
 import pytest
 
@@ -14,6 +13,7 @@ import worker
 from httpkit import ConfigError, HTTPError, Server
 from worker import Worker, WorkerConfig
 from logcapture import capture_logs, wait_for_line
+from conftest import serving_in_thread
 
 PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 
@@ -192,12 +192,8 @@ def logs():
 def service():
     app = Worker(WorkerConfig(work_ms=40, progress_tick_ms=10, max_concurrent_jobs=1))
     srv = Server(("127.0.0.1", 0), worker.WorkerHandler, app)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    with serving_in_thread(srv):
+        yield srv
 
 
 def call(srv: Server, method: str, path: str, body: object = None, headers: dict[str, str] | None = None):
