@@ -293,3 +293,16 @@ def test_status_of_an_unknown_or_malformed_id_is_404(job_id):
 def test_healthz_answers_ok():
     with serving(store.MemoryStore(), FakeDispatcher()) as port:
         assert call(port, "GET", "/healthz")[::2] == (200, {"ok": True})
+
+
+def test_memory_mode_never_imports_boto3():
+    """boto3 is the one runtime dependency and is loaded only for the DynamoDB store."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys, orchestrator; orchestrator.build(orchestrator.OrchestratorConfig()); "
+            "print(sorted(m for m in ('boto3', 'botocore', 'dynamostore') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
