@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -201,7 +202,7 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def _head(self, status: int, content_type: str, length: int | None,
               headers: Mapping[str, str] | None = None) -> bytes:
-        phrase = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else ""
+        phrase = _phrase(status, "")
         lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {self.date_time_string()}",
                  f"Content-Type: {content_type}", "Cache-Control: no-store"]
         if length is None:
@@ -234,7 +235,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.status_sent = code
         if logjson.request_id.get() is None:
             logjson.request_id.set(uuid.uuid4().hex)
-        text = message or (http.HTTPStatus(code).phrase if code in http.HTTPStatus._value2member_map_ else "error")
+        text = message or _phrase(code, "error")
         try:
             self.send_json(code, {"error": {"code": _STATUS_CODES.get(code, "error"), "message": text}})
         except OSError:
@@ -247,6 +248,14 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         """Access lines are written by ``_dispatch`` with timings; the stdlib's are off."""
+
+
+def _phrase(status: int, default: str) -> str:
+    """The standard reason phrase of an HTTP status, or ``default``."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return default
 
 
 def _reject_constant(name: str) -> None:
@@ -287,8 +296,6 @@ class Server(ThreadingHTTPServer):
         super().__init__(address, handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys  # noqa: PLC0415
-
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, TimeoutError)):
             return
