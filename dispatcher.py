@@ -250,17 +250,23 @@ class Dispatcher:
         raise AssertionError("unreachable")
 
     def _run_once(self, job: dict[str, Any], request_id: str | None) -> dict[str, Any]:
-        progress, last_write = job["progress"], time.monotonic()
+        """One worker call. A heartbeat is written when progress rose (at most once per
+        write interval) or a third of the lease has passed since the last one (so a retry
+        whose worker is still below an earlier run's progress keeps the lease).
+        ``job["progress"]`` holds the highest progress recorded: never reported lower."""
+        last_write = time.monotonic()
         interval = self.config.progress_write_interval_ms / 1000
+        renew_after = self.config.lease_seconds / 3
         for event in self.client.process(job["jobId"], job["input"], request_id):
             if event["event"] == "result":
                 return _check_result(event)
             if event["event"] != "progress" or not isinstance(event.get("progress"), (int, float)):
                 continue
-            progress = max(progress, min(float(event["progress"]), RUNNING_PROGRESS_CAP))
-            if time.monotonic() - last_write >= interval:
+            progress = max(job["progress"], min(float(event["progress"]), RUNNING_PROGRESS_CAP))
+            since = time.monotonic() - last_write
+            if since >= interval and (progress > job["progress"] or since >= renew_after):
                 self._heartbeat(job["jobId"], progress)
-                last_write = time.monotonic()
+                job["progress"], last_write = progress, time.monotonic()
         raise AssertionError("unreachable: process() ends with a result or raises")
 
     def _heartbeat(self, job_id: str, progress: float) -> None:

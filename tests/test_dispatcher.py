@@ -456,10 +456,26 @@ def test_progress_is_recorded_monotonic_and_capped_below_1_while_running(fakes, 
     create_and_submit(store, d, "job-progress")
     wait_until(lambda: store.get("job-progress")["progress"] == 0.99, what="progress 0.99")
     assert store.get("job-progress")["state"] == "running"
-    assert store.heartbeats == [0.2, 0.2, 0.5, 0.99]
+    assert store.heartbeats == [0.2, 0.5, 0.99]  # the lower 0.1 is not written
     gate.set()
     job = wait_finished(store, "job-progress")
     assert (job["state"], job["progress"]) == ("done", 1.0)
+
+
+def test_a_run_below_the_recorded_progress_still_renews_its_lease(fakes, dispatchers):
+    """A retry's worker starts again from 0: no progress to record, but the lease must not lapse."""
+    fake = fakes()
+    gate = fake.gate()
+    fake.answers.append(stream(progress(0.5), gate=gate, after_gate=(progress(0.5), RESULT)))
+    store = RecordingStore()
+    d = dispatchers(store, fake.url, lease_seconds=0.03)  # renew after 10 ms without a write
+    d.start()
+    create_and_submit(store, d, "job-renew")
+    wait_until(lambda: store.heartbeats == [0.5], what="first heartbeat")
+    time.sleep(0.05)  # let more than a third of the lease pass before the repeated progress
+    gate.set()
+    assert wait_finished(store, "job-renew")["state"] == "done"
+    assert store.heartbeats == [0.5, 0.5]
 
 
 def test_progress_writes_are_throttled_by_the_write_interval(fakes, dispatchers):
