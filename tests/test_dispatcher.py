@@ -18,6 +18,7 @@ import worker
 from dispatcher import DispatchConfig, Dispatcher, WorkerClient, WorkerError
 from httpkit import Server
 from store import MemoryStore
+from conftest import serving_in_thread
 from logcapture import capture_logs, wait_for_line
 
 OWNER = "orch-test"
@@ -362,18 +363,12 @@ def wait_finished(store: MemoryStore, job_id: str, timeout: float = 10.0) -> dic
 
 def test_job_runs_on_a_real_worker_and_is_done_with_its_output(dispatchers):
     app = worker.Worker(worker.WorkerConfig(work_ms=0))
-    srv = Server(("127.0.0.1", 0), worker.WorkerHandler, app)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(Server(("127.0.0.1", 0), worker.WorkerHandler, app)) as port:
         store = MemoryStore()
-        d = dispatchers(store, f"http://127.0.0.1:{srv.server_address[1]}")
+        d = dispatchers(store, f"http://127.0.0.1:{port}")
         d.start()
         create_and_submit(store, d, "job-real")
         job = wait_finished(store, "job-real")
-    finally:
-        srv.shutdown()
-        srv.server_close()
     assert (job["state"], job["progress"], job["error"], job["attempts"], job["leaseExpiresAt"]) == (
         "done", 1.0, None, 1, None)
     assert job["result"] == scene.build_scene("a spooky hallway", 123, "doom")
