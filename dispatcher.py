@@ -1,7 +1,9 @@
-"""Runs jobs for the orchestrator: a bounded pool of dispatch threads, the worker client
-with bounded retries, leases (claim, heartbeat, hand back) and crash recovery.
+"""Runs jobs for the orchestrator: a bounded pool of dispatch threads, calls to the worker
+(``workerclient``) with bounded retries, leases (claim, heartbeat, hand back) and crash
+recovery.
 
-Flow of one job: ``submit`` puts its id on a local queue; a dispatch thread ``claim``s it
+Flow of one job: ``create`` records it as queued under this process's lease and
+``submit``s it, which puts its id on a local queue; a dispatch thread ``claim``s it
 in the store (queued -> running, under this process's lease), streams ``POST /process``
 from the worker, records progress with ``heartbeat`` (which also extends the lease), and
 ``finish``es it as done or failed. A reaper thread asks the store for active jobs whose
@@ -10,21 +12,17 @@ lease expired (their orchestrator died or handed them back) and runs them here.
 
 from __future__ import annotations
 
-import http.client
-import json
 import queue
-import socket
 import threading
 import time
-import urllib.parse
+import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import logjson
 from logjson import log
-from store import JobState, JobStore, LeaseLost, StoreError, StoreUnavailable
-
-RUNNING_PROGRESS_CAP = 0.99  # 1.0 is reserved for done
+from store import JobState, JobStore, LeaseLost, StoreError, StoreUnavailable, running_progress
+from workerclient import WorkerClient, WorkerError
 
 
 @dataclass(frozen=True)
@@ -42,88 +40,8 @@ class DispatchConfig:
     reaper_interval_seconds: float = 5.0
 
 
-class WorkerError(Exception):
-    """The worker could not do the job. ``transient`` faults are retried."""
-
-    def __init__(self, message: str, *, transient: bool):
-        super().__init__(message)
-        self.transient = transient
-
-
-class WorkerClient:
-    """Calls the worker's streaming ``POST /process`` and yields its events."""
-
-    def __init__(self, base_url: str, connect_timeout: float, idle_timeout: float):
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"WORKER_URL must be an http:// URL, got {base_url!r}")
-        self.base_url = base_url
-        self._host, self._port = parts.hostname, parts.port or 80
-        self._path = parts.path.rstrip("/") + "/process"
-        self._connect_timeout, self._idle_timeout = connect_timeout, idle_timeout
-
-    def process(self, job_id: str, payload: dict[str, Any], request_id: str | None) -> Iterator[dict[str, Any]]:
-        body = json.dumps({"jobId": job_id, "payload": payload}).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
-        if request_id:
-            headers["X-Request-Id"] = request_id
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
-        try:
-            try:
-                conn.connect()
-            except (socket.timeout, TimeoutError):
-                raise WorkerError(f"worker unreachable at {self.base_url}: no connection within "
-                                  f"{self._connect_timeout:g} s", transient=True) from None
-            except OSError as exc:
-                raise WorkerError(f"worker unreachable at {self.base_url}: {exc}", transient=True) from None
-            try:
-                conn.sock.settimeout(self._idle_timeout)
-                conn.request("POST", self._path, body, headers)
-                resp = conn.getresponse()
-            except (socket.timeout, TimeoutError):
-                raise WorkerError(f"worker at {self.base_url} did not answer within {self._idle_timeout:g} s", transient=True) from None
-            except (OSError, http.client.HTTPException) as exc:
-                raise WorkerError(f"worker unreachable at {self.base_url}: {exc}", transient=True) from None
-            self._check_status(resp)
-            yield from self._events(resp)
-        finally:
-            conn.close()
-
-    def _check_status(self, resp: http.client.HTTPResponse) -> None:
-        if resp.status == 200:
-            return
-        detail = resp.read(4096).decode("utf-8", "replace")
-        try:
-            detail = json.loads(detail)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            pass
-        transient = resp.status >= 500 or resp.status == 429
-        raise WorkerError(f"worker answered HTTP {resp.status}: {detail}", transient=transient)
-
-    def _events(self, resp: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
-        try:
-            for line in resp:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    raise WorkerError(f"worker sent a malformed line: {line[:200]!r}", transient=False) from None
-                if not isinstance(event, dict) or "event" not in event:
-                    raise WorkerError(f"worker sent an event without a type: {line[:200]!r}", transient=False)
-                yield event
-                if event["event"] == "result":
-                    return
-        except (socket.timeout, TimeoutError):
-            raise WorkerError(f"worker at {self.base_url} sent nothing for {self._idle_timeout:g} s", transient=True) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise WorkerError(f"connection to worker at {self.base_url} broke mid-job: {exc!r}", transient=True) from None
-        raise WorkerError(f"worker at {self.base_url} closed the stream before sending a result", transient=True)
-
-
-def _check_result(event: dict[str, Any]) -> dict[str, Any]:
-    output = event.get("output")
-    if event.get("ok") is not True or not isinstance(output, dict):
-        raise WorkerError("worker's result has no ok=true and output object", transient=False)
-    return output
+class QueueFull(Exception):
+    """This orchestrator already holds ``max_queued_jobs`` jobs waiting to run."""
 
 
 class Dispatcher:
@@ -152,6 +70,16 @@ class Dispatcher:
 
     def has_room(self) -> bool:
         return self._queue.qsize() < self.config.max_queued_jobs
+
+    def create(self, job_input: dict[str, Any], request_id: str | None) -> str:
+        """Record a new job as queued under this process's lease, queue it here, and
+        return its id. Raises ``QueueFull`` (nothing recorded) or the store's errors."""
+        if not self.has_room():
+            raise QueueFull(f"{self.config.max_queued_jobs} jobs are waiting to run here")
+        job_id = str(uuid.uuid4())
+        self.store.create(job_id, job_input, self.owner, self.lease_ms)
+        self.submit(job_id, request_id)
+        return job_id
 
     def submit(self, job_id: str, request_id: str | None) -> bool:
         """Queue a job here unless it already is; False if it was."""
@@ -236,9 +164,10 @@ class Dispatcher:
 
     def _run_with_retries(self, job: dict[str, Any], request_id: str | None) -> dict[str, Any]:
         attempts = self.config.dispatch_attempts
+        progress = _ProgressReports(job["progress"])
         for attempt in range(1, attempts + 1):
             try:
-                return self._run_once(job, request_id)
+                return self._run_once(job["jobId"], job["input"], request_id, progress)
             except WorkerError as exc:
                 if not exc.transient:
                     raise
@@ -249,24 +178,19 @@ class Dispatcher:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _run_once(self, job: dict[str, Any], request_id: str | None) -> dict[str, Any]:
-        """One worker call. A heartbeat is written when progress rose (at most once per
-        write interval) or a third of the lease has passed since the last one (so a retry
-        whose worker is still below an earlier run's progress keeps the lease).
-        ``job["progress"]`` holds the highest progress recorded: never reported lower."""
-        last_write = time.monotonic()
-        interval = self.config.progress_write_interval_ms / 1000
-        renew_after = self.config.lease_seconds / 3
-        for event in self.client.process(job["jobId"], job["input"], request_id):
+    def _run_once(self, job_id: str, job_input: dict[str, Any], request_id: str | None,
+                  progress: "_ProgressReports") -> dict[str, Any]:
+        """One worker call: its progress events become heartbeats (see ``_ProgressReports``),
+        its result event is the job's output."""
+        interval, renew_after = self.config.progress_write_interval_ms / 1000, self.config.lease_seconds / 3
+        for event in self.client.process(job_id, job_input, request_id):
             if event["event"] == "result":
-                return _check_result(event)
+                return event["output"]
             if event["event"] != "progress" or not isinstance(event.get("progress"), (int, float)):
                 continue
-            progress = max(job["progress"], min(float(event["progress"]), RUNNING_PROGRESS_CAP))
-            since = time.monotonic() - last_write
-            if since >= interval and (progress > job["progress"] or since >= renew_after):
-                self._heartbeat(job["jobId"], progress)
-                job["progress"], last_write = progress, time.monotonic()
+            reported = running_progress(event["progress"])  # what the store would record
+            if progress.due(reported, interval, renew_after):
+                self._heartbeat(job_id, reported)
         raise AssertionError("unreachable: process() ends with a result or raises")
 
     def _heartbeat(self, job_id: str, progress: float) -> None:
@@ -292,3 +216,23 @@ class Dispatcher:
             self._on_finish(finished, job)
             return
         log.error("job end not recorded; the lease will expire and the job will be retried")
+
+
+class _ProgressReports:
+    """Which of one run's progress reports to write. A report is written when it is above
+    the best this run has written (at most once per write interval), or when a third of
+    the lease has passed since the last write, so that a retry still below an earlier
+    run's progress keeps its lease. The store keeps recorded progress from going down."""
+
+    def __init__(self, recorded: float):
+        self._best = recorded
+        self._last_write = time.monotonic()
+
+    def due(self, reported: float, interval: float, renew_after: float) -> bool:
+        """True if ``reported`` should be written now; then it counts as written."""
+        now = time.monotonic()
+        since = now - self._last_write
+        if since < interval or (reported <= self._best and since < renew_after):
+            return False
+        self._best, self._last_write = max(self._best, reported), now
+        return True

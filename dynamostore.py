@@ -5,6 +5,9 @@ write whose condition is derived from ``store.TRANSITIONS``, so two replicas rac
 one job cannot move it backwards or finish it twice. Queued and running items carry
 ``activeShard = "active"``, which puts them in the sparse index ``active-by-lease``;
 finishing removes it, so finding expired leases is a Query, never a Scan.
+
+Run ``python dynamostore.py create-table`` to create the table named by
+``JOBS_TABLE_NAME`` wherever the standard AWS variables point.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NoReturn
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectionError, ReadTimeoutError
 
-from store import (DEFAULT_TTL_SECONDS, JobExists, JobNotFound, JobState, LeaseLost,
-                   StoreUnavailable, allowed_from, check_transition, iso_utc)
+from logjson import iso_utc
+from store import (ACTIVE_STATES, DEFAULT_TTL_SECONDS, JobExists, JobNotFound, JobState, LeaseLost, StoreError,
+                   StoreMisconfigured, StoreUnavailable, allowed_from, check_transition, running_progress)
 
+DEFAULT_TABLE_NAME = "ghost-engine-jobs-dev"
 ACTIVE_INDEX = "active-by-lease"
 ACTIVE_SHARD = "active"
 DEFAULT_REGION = "us-east-1"
@@ -30,8 +36,10 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, co
 # Error codes that mean "DynamoDB cannot serve us right now" (after botocore's retries).
 UNAVAILABLE_CODES = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "ServiceUnavailable", "ResourceNotFoundException",
+    "InternalServerError", "ServiceUnavailable",
 })
+# The table (or index) is not there: no retry helps, an operator must create it.
+MISSING_CODE = "ResourceNotFoundException"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 INPUT_KEYS = ("prompt", "seed", "style")
 
@@ -91,17 +99,30 @@ def _code(exc: ClientError) -> str:
 
 
 def _request(client: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
-    """One DynamoDB request (botocore retries it); outages and throttling that outlast
-    the retries become ``StoreUnavailable`` naming the table and the cause."""
+    """One DynamoDB request (botocore retries it). Outages and throttling that outlast the
+    retries become ``StoreUnavailable``, a missing table ``StoreMisconfigured``; both name
+    the table and the cause."""
+    table = kwargs["TableName"]
     try:
         return getattr(client, operation)(**kwargs)
     except ClientError as exc:
-        if _code(exc) in UNAVAILABLE_CODES:
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise StoreUnavailable(f"DynamoDB table {kwargs['TableName']}: {_code(exc)}: {message}") from exc
+        code, message = _code(exc), exc.response.get("Error", {}).get("Message", "")
+        if code == MISSING_CODE:
+            raise StoreMisconfigured(
+                f"DynamoDB table {table} does not exist in {client.meta.region_name}"
+                f"{_at_endpoint(client)}: {message}; create it with `python dynamostore.py create-table`"
+                " or Terraform") from exc
+        if code in UNAVAILABLE_CODES:
+            raise StoreUnavailable(f"DynamoDB table {table}: {code}: {message}") from exc
         raise
     except (ConnectionError, ReadTimeoutError, ConnectionClosedError) as exc:
-        raise StoreUnavailable(f"DynamoDB table {kwargs['TableName']}: {type(exc).__name__}: {exc}") from exc
+        raise StoreUnavailable(f"DynamoDB table {table}: {type(exc).__name__}: {exc}") from exc
+
+
+def _at_endpoint(client: Any) -> str:
+    """`` at <endpoint>`` when the endpoint was overridden (a local server), else nothing."""
+    endpoint = client.meta.endpoint_url
+    return "" if endpoint.endswith(".amazonaws.com") else f" at {endpoint}"
 
 
 def _values(**values: Any) -> dict[str, dict[str, str]]:
@@ -132,13 +153,31 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class _ConditionFailed(Exception):
+    """A conditional write found the item not as required; ``current`` is the item as it
+    is (None when there is none)."""
+
+    def __init__(self, current: dict[str, Any] | None):
+        super().__init__("condition failed")
+        self.current = current
+
+
+def _require_owner(job_id: str, owner: str, current: dict[str, Any] | None) -> dict[str, Any]:
+    """``current`` if ``owner`` owns it; else ``JobNotFound`` or ``LeaseLost``."""
+    if current is None:
+        raise JobNotFound(job_id)
+    if current["owner"] != owner:
+        raise LeaseLost(job_id, owner)
+    return current
+
+
 class DynamoStore:
     """Jobs in one DynamoDB table (layout in the module docstring and the README)."""
 
     def __init__(self, table_name: str, *, ttl_seconds: int = DEFAULT_TTL_SECONDS, client: Any = None,
                  clock: Callable[[], float] = time.time):
         self.table_name = table_name
-        self._ttl_seconds = ttl_seconds
+        self.ttl_seconds = ttl_seconds
         self._client = client or make_client()
         self._clock = clock
 
@@ -146,23 +185,21 @@ class DynamoStore:
         return _request(self._client, operation, TableName=self.table_name, **kwargs)
 
     def _update(self, job_id: str, update: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
-        """A conditional UpdateItem. Returns the new job, or when the condition fails the
-        current one (``{}`` if absent) marked ``_failed``. ``#name`` stands for attribute
-        ``name`` (several of ours are reserved words)."""
+        """A conditional UpdateItem; returns the new job or raises ``_ConditionFailed``.
+        ``#name`` stands for attribute ``name`` (several of ours are reserved words)."""
         names = {f"#{n}": n for n in re.findall(r"#(\w+)", f"{update} {condition}")}
         try:
             out = self._call("update_item", Key={"jobId": {"S": job_id}}, UpdateExpression=update,
                              ConditionExpression=condition, ExpressionAttributeNames=names,
                              ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
                              ReturnValuesOnConditionCheckFailure="ALL_OLD")
-            return _from_item(out["Attributes"])
         except ClientError as exc:
             if _code(exc) != CONDITION_FAILED:
                 raise
-            # DynamoDB and moto send the old item; a store without that feature costs a read.
+            # DynamoDB and moto send the old item; a server without that feature costs a read.
             old = exc.response.get("Item")
-            current = _from_item(old) if old else self.get(job_id)
-            return {**(current or {}), "_failed": True}
+            raise _ConditionFailed(_from_item(old) if old else self.get(job_id)) from None
+        return _from_item(out["Attributes"])
 
     def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int) -> dict[str, Any]:
         now = self._clock()
@@ -171,7 +208,7 @@ class DynamoStore:
             "jobId": {"S": job_id}, "state": {"S": JobState.QUEUED.value}, "progress": {"N": "0"},
             "createdAt": {"S": stamp}, "updatedAt": {"S": stamp}, "attempts": {"N": "0"},
             "owner": {"S": owner}, "leaseExpiresAt": {"N": str(int(now * 1000) + lease_ms)},
-            "activeShard": {"S": ACTIVE_SHARD}, "ttl": {"N": str(int(now) + self._ttl_seconds)},
+            "activeShard": {"S": ACTIVE_SHARD}, "ttl": {"N": str(int(now) + self.ttl_seconds)},
         }
         for key in INPUT_KEYS:
             value = job_input.get(key)
@@ -191,47 +228,43 @@ class DynamoStore:
 
     def claim(self, job_id: str, owner: str, lease_ms: int) -> dict[str, Any] | None:
         now = self._clock()
-        states, state_values = _states("from", allowed_from(JobState.RUNNING))
-        job = self._update(
-            job_id,
-            "SET #state = :running, #owner = :owner, #attempts = #attempts + :one,"
-            " #leaseExpiresAt = :lease, #updatedAt = :now",
-            f"{states} AND (#owner = :owner OR #leaseExpiresAt <= :nowms)",
-            {**state_values, **_values(running=JobState.RUNNING.value, owner=owner, one=1,
-                                       lease=int(now * 1000) + lease_ms, now=iso_utc(now),
-                                       nowms=int(now * 1000))})
-        return None if job.get("_failed") else job
+        states, state_values = _states("from", ACTIVE_STATES)
+        try:
+            return self._update(
+                job_id,
+                "SET #state = :running, #owner = :owner, #attempts = #attempts + :one,"
+                " #leaseExpiresAt = :lease, #updatedAt = :now",
+                f"{states} AND (#owner = :owner OR #leaseExpiresAt <= :nowms)",
+                {**state_values, **_values(running=JobState.RUNNING.value, owner=owner, one=1,
+                                           lease=int(now * 1000) + lease_ms, now=iso_utc(now),
+                                           nowms=int(now * 1000))})
+        except _ConditionFailed:
+            return None
 
     def heartbeat(self, job_id: str, owner: str, progress: float, lease_ms: int) -> None:
         now = self._clock()
         values = _values(owner=owner, running=JobState.RUNNING.value, lease=int(now * 1000) + lease_ms,
-                         now=iso_utc(now), progress=float(progress))
+                         now=iso_utc(now), progress=running_progress(progress))
         owned = "#owner = :owner AND #state = :running"
-        job = self._update(job_id, "SET #progress = :progress, #leaseExpiresAt = :lease, #updatedAt = :now",
-                           f"{owned} AND #progress <= :progress", values)
-        if not job.get("_failed"):
+        try:
+            self._update(job_id, "SET #progress = :progress, #leaseExpiresAt = :lease, #updatedAt = :now",
+                         f"{owned} AND #progress <= :progress", values)
             return
-        self._check_owned(job_id, owner, job)
-        if job["state"] != JobState.RUNNING.value:
-            raise LeaseLost(job_id, owner)
-        # The stored progress is higher (reports out of order): keep it, extend the lease only.
+        except _ConditionFailed as failed:
+            if _require_owner(job_id, owner, failed.current)["state"] != JobState.RUNNING.value:
+                raise LeaseLost(job_id, owner) from None
+        # The stored progress is higher (an earlier run got further): keep it, extend the lease.
         del values[":progress"]
-        job = self._update(job_id, "SET #leaseExpiresAt = :lease, #updatedAt = :now", owned, values)
-        if job.get("_failed"):
-            raise LeaseLost(job_id, owner)
-
-    @staticmethod
-    def _check_owned(job_id: str, owner: str, job: dict[str, Any]) -> None:
-        if "jobId" not in job:
-            raise JobNotFound(job_id)
-        if job["owner"] != owner:
-            raise LeaseLost(job_id, owner)
+        try:
+            self._update(job_id, "SET #leaseExpiresAt = :lease, #updatedAt = :now", owned, values)
+        except _ConditionFailed:
+            raise LeaseLost(job_id, owner) from None
 
     def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
                error: str | None = None) -> dict[str, Any]:
         now = self._clock()
         states, values = _states("from", allowed_from(state))
-        values.update(_values(to=state.value, now=iso_utc(now), ttl=int(now) + self._ttl_seconds, owner=owner))
+        values.update(_values(to=state.value, now=iso_utc(now), ttl=int(now) + self.ttl_seconds, owner=owner))
         sets = ["#state = :to", "#updatedAt = :now", "#ttl = :ttl"]
         if state is JobState.DONE:
             sets.append("#progress = :one")
@@ -242,21 +275,22 @@ class DynamoStore:
         elif error is not None:
             sets.append("#error = :error")
             values.update(_values(error=error))
-        job = self._update(job_id, f"SET {', '.join(sets)} REMOVE #activeShard, #leaseExpiresAt",
-                           f"{states} AND #owner = :owner", values)
-        if job.get("_failed"):
-            if "jobId" not in job:
-                raise JobNotFound(job_id)
-            check_transition(job_id, job["state"], state)
-            raise LeaseLost(job_id, owner)
-        return job
+        try:
+            return self._update(job_id, f"SET {', '.join(sets)} REMOVE #activeShard, #leaseExpiresAt",
+                                f"{states} AND #owner = :owner", values)
+        except _ConditionFailed as failed:
+            if failed.current is None:
+                raise JobNotFound(job_id) from None
+            check_transition(job_id, failed.current["state"], state)
+            raise LeaseLost(job_id, owner) from None
 
     def release(self, job_id: str, owner: str) -> None:
-        states, values = _states("active", allowed_from(JobState.RUNNING))
-        job = self._update(job_id, "SET #leaseExpiresAt = :zero", f"{states} AND #owner = :owner",
-                           {**values, **_values(zero=0, owner=owner)})
-        if job.get("_failed"):
-            self._check_owned(job_id, owner, job)  # else it already finished: nothing to release
+        states, values = _states("active", ACTIVE_STATES)
+        try:
+            self._update(job_id, "SET #leaseExpiresAt = :zero", f"{states} AND #owner = :owner",
+                         {**values, **_values(zero=0, owner=owner)})
+        except _ConditionFailed as failed:
+            _require_owner(job_id, owner, failed.current)  # owned but finished: nothing to release
 
     def expired(self, limit: int) -> list[str]:
         ids: list[str] = []
@@ -272,3 +306,38 @@ class DynamoStore:
                 break
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
         return ids
+
+    def check(self) -> None:
+        """One eventually consistent read of an id no job has: it fails only if the table
+        is missing (``StoreMisconfigured``) or unreachable (``StoreUnavailable``)."""
+        self._call("get_item", Key={"jobId": {"S": "-"}}, ProjectionExpression="jobId")
+
+
+USAGE = """usage: python dynamostore.py create-table
+  Creates the DynamoDB jobs table named by JOBS_TABLE_NAME (default ghost-engine-jobs-dev)
+  wherever the standard AWS variables point (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE), and
+  makes sure TTL and point-in-time recovery are on. Idempotent.
+"""
+
+
+def main(argv: list[str]) -> int:
+    """``python dynamostore.py create-table``: create the jobs table (idempotent)."""
+    if argv[1:] != ["create-table"]:
+        _usage_exit(0 if argv[1:] in (["-h"], ["--help"]) else 2)
+    name = os.environ.get("JOBS_TABLE_NAME") or DEFAULT_TABLE_NAME
+    try:
+        created = create_table(name)
+    except StoreError as exc:
+        print(f"dynamostore.py: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'created' if created else 'exists'}: {name}")
+    return 0
+
+
+def _usage_exit(code: int) -> NoReturn:
+    print(USAGE, end="", file=sys.stdout if code == 0 else sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -3,7 +3,7 @@
 Both services are ``http.server.ThreadingHTTPServer`` apps with the same needs: a route
 table, one JSON error shape for every 4xx/5xx (including the errors the stdlib raises
 itself), request ids, JSON access lines, bounded JSON bodies, responses written in a
-single ``write``, configuration read once from the environment, and a SIGTERM drain.
+single ``write``, and a SIGTERM drain.
 Keeping that here means the two service modules hold only their own behaviour.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http
 import json
-import math
 import os
 import re
 import signal
@@ -20,7 +19,6 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
 
@@ -93,8 +91,8 @@ class JsonHandler(BaseHTTPRequestHandler):
     # Idle keep-alive connections close after this; longer than the ALB's 60 s idle timeout,
     # so the ALB, not us, closes idle connections (else it may reuse one we just closed: 502).
     timeout = 75
+    server: Server  # the Server below: app, limits, active-request count
     router: Router
-    max_body_bytes = 16 * 1024
     error_map: Mapping[type[BaseException], Callable[[BaseException], HTTPError]] = {}
 
     def setup(self) -> None:
@@ -103,7 +101,7 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     @property
     def app(self) -> Any:
-        return self.server.app  # type: ignore[attr-defined]
+        return self.server.app
 
     # -- dispatch -------------------------------------------------------------------
 
@@ -112,11 +110,11 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.status_sent = 0
         rid_token = logjson.request_id.set(self._request_id())
         job_token = logjson.job_id.set(None)
-        self.server.active.enter()  # type: ignore[attr-defined]
+        self.server.active.enter()
         try:
             self._route()
         finally:
-            self.server.active.leave()  # type: ignore[attr-defined]
+            self.server.active.leave()
             path = self.path.split("?", 1)[0]
             log.info("request", method=self.command, path=path, status=self.status_sent,
                      durationMs=round((time.perf_counter() - started) * 1000, 2))
@@ -139,7 +137,8 @@ class JsonHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # the boundary: log it, answer 500, keep serving
             mapped = self._mapped(exc)
             if mapped is not None:
-                log.warning("request failed", reason=str(exc), errorType=type(exc).__name__)
+                level = "ERROR" if mapped.status == 500 else "WARNING"
+                log.log(level, "request failed", reason=str(exc), errorType=type(exc).__name__)
                 self._send_http_error(mapped)
             else:
                 log.error("unhandled error", exc=exc)
@@ -168,7 +167,7 @@ class JsonHandler(BaseHTTPRequestHandler):
     # -- request body ---------------------------------------------------------------
 
     def read_json(self) -> dict[str, Any]:
-        """The request body as a JSON object, within ``max_body_bytes``; else HTTPError."""
+        """The request body as a JSON object, within the server's ``max_body_bytes``; else HTTPError."""
         if self.headers.get("Transfer-Encoding"):
             raise HTTPError(411, "length_required", "send the body with a Content-Length header, not Transfer-Encoding")
         raw_length = self.headers.get("Content-Length")
@@ -176,10 +175,9 @@ class JsonHandler(BaseHTTPRequestHandler):
             raise HTTPError(411, "length_required", "a JSON body with a Content-Length header is required")
         if not (raw_length.isascii() and raw_length.isdigit()):
             raise HTTPError(400, "bad_request", f"Content-Length must be a non-negative integer, got {raw_length!r}")
-        length = int(raw_length)
-        if length > self.max_body_bytes:
-            raise HTTPError(413, "payload_too_large",
-                            f"body is {length} bytes; the limit is {self.max_body_bytes} bytes")
+        length, limit = int(raw_length), self.server.max_body_bytes
+        if length > limit:
+            raise HTTPError(413, "payload_too_large", f"body is {length} bytes; the limit is {limit} bytes")
         raw = self.rfile.read(length)
         try:
             body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
@@ -242,7 +240,7 @@ class JsonHandler(BaseHTTPRequestHandler):
             pass  # the client is gone; nothing to tell it
         log.info("request", method=self.command, status=code, reason=text)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Route the stdlib's own messages (timeouts, errors) to JSON lines."""
         log.info(format % args if args else format)
 
@@ -283,15 +281,21 @@ class ActiveRequests:
             return self._cond.wait_for(lambda: self._count == 0, timeout)
 
 
+DEFAULT_MAX_BODY_BYTES = 16 * 1024
+
+
 class Server(ThreadingHTTPServer):
-    """A ThreadingHTTPServer with a deep listen backlog and JSON error logging."""
+    """A ThreadingHTTPServer with a deep listen backlog and JSON error logging, holding the
+    service's application object (``app``) and its request body limit."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], handler: type[JsonHandler], app: Any):
+    def __init__(self, address: tuple[str, int], handler: type[JsonHandler], app: Any,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         self.app = app
+        self.max_body_bytes = max_body_bytes
         self.active = ActiveRequests()
         super().__init__(address, handler)
 
@@ -322,56 +326,3 @@ def serve(server: Server, on_stop: Callable[[], None]) -> int:
     on_stop()
     log.info("stopped")
     return 0
-
-
-# -- configuration ----------------------------------------------------------------------
-
-
-class ConfigError(ValueError):
-    """An environment variable has a value the service cannot use."""
-
-
-@dataclass(frozen=True)
-class Env:
-    """Typed reads of environment variables with defaults, naming the variable on error."""
-
-    environ: Mapping[str, str]
-
-    def text(self, name: str, default: str) -> str:
-        return self.environ.get(name) or default
-
-    def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-        raw = self.environ.get(name)
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-            raise ConfigError(f"{name} must be {bound}, got {value}")
-        return value
-
-    def port(self, default: int) -> int:
-        return self.integer("PORT", default, minimum=0, maximum=65535)
-
-    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
-        raw = self.environ.get(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-        if not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {raw}")
-        if value < minimum:
-            raise ConfigError(f"{name} must be >= {minimum}, got {raw}")
-        return value
-
-    def level(self) -> str:
-        value = (self.environ.get("LOG_LEVEL") or "INFO").upper()
-        if value not in logjson.LEVELS:
-            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(logjson.LEVELS)}, got {value!r}")
-        return value

@@ -14,7 +14,6 @@ import re
 import secrets
 import socket
 import sys
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -22,10 +21,12 @@ import httpkit
 import logjson
 import scene
 import store
-from dispatcher import DispatchConfig, Dispatcher, WorkerClient
-from httpkit import Env, HTTPError, JsonHandler, Router
+from config import ConfigError, Env
+from dispatcher import DispatchConfig, Dispatcher, QueueFull
+from httpkit import HTTPError, JsonHandler, Router
 from logjson import log
 from metrics import JobMetrics
+from workerclient import WorkerClient
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 PUBLIC_FIELDS = ("jobId", "state", "progress", "result", "error", "createdAt", "updatedAt", "input", "attempts")
@@ -40,7 +41,7 @@ class OrchestratorConfig:
     jobs_table_name: str | None = None
     job_ttl_days: int = 7
     memory_max_jobs: int = store.DEFAULT_MEMORY_MAX_JOBS
-    max_body_bytes: int = 16 * 1024
+    max_body_bytes: int = httpkit.DEFAULT_MAX_BODY_BYTES
     shutdown_grace_seconds: float = 20.0
     environment: str = "local"
     metrics_namespace: str = "GhostEngine"
@@ -101,13 +102,8 @@ def generate_scene(h: "OrchestratorHandler") -> tuple[int, dict[str, Any], dict[
         raise HTTPError(400, "invalid_request", str(exc)) from None
     if job_input["seed"] is None:
         job_input["seed"] = secrets.randbelow(JSON_SAFE_SEED_BOUND)
-    app: Orchestrator = h.app
-    if not app.dispatcher.has_room():
-        raise HTTPError(503, "queue_full", "too many jobs are waiting; retry in a few seconds", {"Retry-After": "5"})
-    job_id = str(uuid.uuid4())
+    job_id = h.app.dispatcher.create(job_input, logjson.request_id.get())
     logjson.job_id.set(job_id)
-    app.store.create(job_id, job_input, app.dispatcher.owner, app.dispatcher.lease_ms)
-    app.dispatcher.submit(job_id, logjson.request_id.get())
     log.info("job accepted", seed=job_input["seed"], style=job_input["style"])
     status_url = f"/status/{job_id}"
     return 202, {"jobId": job_id, "statusUrl": status_url}, {"Location": status_url}
@@ -135,15 +131,32 @@ def _unavailable(exc: BaseException) -> HTTPError:
     return HTTPError(503, "store_unavailable", f"job store unavailable: {exc}; retry shortly", {"Retry-After": "1"})
 
 
+def _misconfigured(_exc: BaseException) -> HTTPError:
+    return HTTPError(500, "store_misconfigured", "the job store is not set up; see the service log for this requestId")
+
+
+def _queue_full(_exc: BaseException) -> HTTPError:
+    return HTTPError(503, "queue_full", "too many jobs are waiting; retry in a few seconds", {"Retry-After": "5"})
+
+
 class OrchestratorHandler(JsonHandler):
     router = Router(ROUTES)
-    error_map = {store.StoreUnavailable: _unavailable, store.StoreFull: _unavailable}
+    error_map = {store.StoreUnavailable: _unavailable, store.StoreFull: _unavailable,
+                 store.StoreMisconfigured: _misconfigured, QueueFull: _queue_full}
+
+
+def open_store(config: OrchestratorConfig) -> store.JobStore:
+    """The DynamoDB store when ``JOBS_TABLE_NAME`` is set, else the in-memory one."""
+    if not config.jobs_table_name:
+        return store.MemoryStore(max_jobs=config.memory_max_jobs)
+    import dynamostore  # here, not at the top: boto3 stays off the in-memory start path
+
+    return dynamostore.DynamoStore(config.jobs_table_name, ttl_seconds=config.job_ttl_days * 86400)
 
 
 def build(config: OrchestratorConfig) -> Orchestrator:
     """Wire the store, the worker client and the dispatcher from the configuration."""
-    job_store = store.open_store(config.jobs_table_name, ttl_seconds=config.job_ttl_days * 86400,
-                                 memory_max_jobs=config.memory_max_jobs)
+    job_store = open_store(config)
     d = config.dispatch
     client = WorkerClient(d.worker_url, d.worker_connect_timeout_seconds, d.worker_timeout_seconds)
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -151,17 +164,26 @@ def build(config: OrchestratorConfig) -> Orchestrator:
     return Orchestrator(config, job_store, Dispatcher(job_store, client, d, owner, job_metrics.job_finished))
 
 
+def check_store(job_store: store.JobStore) -> None:
+    """Refuse to start on a store that cannot work (a missing table: ``StoreMisconfigured``);
+    start anyway when it is only unreachable now (it may come back)."""
+    try:
+        job_store.check()
+    except store.StoreUnavailable as exc:
+        log.warning("job store unreachable at start; serving anyway", reason=str(exc))
+
+
 def main(environ: Mapping[str, str] = os.environ) -> int:
     logjson.configure("orchestrator")
     try:
         config = OrchestratorConfig.from_env(environ)
         app = build(config)
-    except (httpkit.ConfigError, ValueError) as exc:
+        check_store(app.store)
+    except (ConfigError, ValueError, store.StoreMisconfigured) as exc:  # ValueError: WORKER_URL
         log.error("invalid configuration", reason=str(exc))
         return 2
     logjson.configure("orchestrator", config.log_level)
-    OrchestratorHandler.max_body_bytes = config.max_body_bytes
-    server = httpkit.Server((config.host, config.port), OrchestratorHandler, app)
+    server = httpkit.Server((config.host, config.port), OrchestratorHandler, app, config.max_body_bytes)
     app.dispatcher.start()
     log.info("store selected", store="dynamodb" if config.jobs_table_name else "memory",
              table=config.jobs_table_name, workerUrl=config.dispatch.worker_url)

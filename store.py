@@ -10,8 +10,7 @@ Leases: a job is worked on by whoever *owns* it (one orchestrator process) while
 lease is live. Anyone may claim a queued or running job whose lease has expired, which
 is how a job survives the death of the orchestrator that was running it.
 
-Run ``python store.py create-table`` to create the DynamoDB table named by
-``JOBS_TABLE_NAME`` at the endpoint the standard AWS variables point to.
+This module knows nothing of DynamoDB; ``orchestrator.build`` picks the backend.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from __future__ import annotations
 import collections
 import enum
 import json
-import os
-import sys
 import threading
 import time
 from typing import Any, Callable, Protocol
@@ -49,6 +46,12 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.FAILED: frozenset(),
 }
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+RUNNING_PROGRESS_CAP = 0.99  # 1.0 is reserved for done
+
+
+def running_progress(reported: float) -> float:
+    """A reported progress as a running job may record it: within [0, 0.99]."""
+    return min(max(float(reported), 0.0), RUNNING_PROGRESS_CAP)
 
 
 def allowed_from(to_state: JobState) -> frozenset[JobState]:
@@ -94,6 +97,11 @@ class StoreFull(StoreError):
     """The in-memory store holds its maximum of active jobs."""
 
 
+class StoreMisconfigured(StoreError):
+    """The backend cannot serve until an operator acts (e.g. its table does not exist).
+    Not transient: retrying does not help."""
+
+
 def check_transition(job_id: str, from_state: str, to_state: JobState) -> None:
     """Raise ``IllegalTransition`` unless the table allows ``from_state -> to_state``."""
     if to_state not in TRANSITIONS[JobState(from_state)]:
@@ -120,8 +128,9 @@ class JobStore(Protocol):
         claimable (finished, or live under another owner, or absent)."""
 
     def heartbeat(self, job_id: str, owner: str, progress: float, lease_ms: int) -> None:
-        """Record progress (never lower than stored) and extend the lease.
-        Raises ``LeaseLost`` unless the job is running under ``owner``."""
+        """Record ``running_progress(progress)`` unless the stored progress is higher
+        (progress never decreases), and extend the lease. Raises ``LeaseLost`` unless the
+        job is running under ``owner``."""
 
     def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
                error: str | None = None) -> dict[str, Any]:
@@ -134,6 +143,10 @@ class JobStore(Protocol):
 
     def expired(self, limit: int) -> list[str]:
         """Ids of active jobs whose lease has expired, oldest lease first, at most ``limit``."""
+
+    def check(self) -> None:
+        """Raise ``StoreMisconfigured`` if the backend cannot serve at all (a missing
+        table), ``StoreUnavailable`` if it cannot be reached right now."""
 
 
 def _copy(job: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +224,7 @@ class MemoryStore:
             job = self._owned(job_id, owner)
             if job["state"] != JobState.RUNNING.value:
                 raise LeaseLost(job_id, owner)
-            job.update(progress=max(job["progress"], progress), updatedAt=iso_utc(now),
+            job.update(progress=max(job["progress"], running_progress(progress)), updatedAt=iso_utc(now),
                        leaseExpiresAt=int(now * 1000) + lease_ms)
 
     def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
@@ -238,6 +251,9 @@ class MemoryStore:
             if JobState(job["state"]) in ACTIVE_STATES:
                 job["leaseExpiresAt"] = 0
 
+    def check(self) -> None:
+        """A dict is always there."""
+
     def expired(self, limit: int) -> list[str]:
         now_ms = self._clock() * 1000
         with self._lock:
@@ -245,39 +261,3 @@ class MemoryStore:
                      if j["leaseExpiresAt"] is not None and j["leaseExpiresAt"] <= now_ms]
         stale.sort(key=lambda j: j["leaseExpiresAt"])
         return [j["jobId"] for j in stale[:limit]]
-
-
-def open_store(table_name: str | None, *, ttl_seconds: int = DEFAULT_TTL_SECONDS,
-               memory_max_jobs: int = DEFAULT_MEMORY_MAX_JOBS) -> JobStore:
-    """The DynamoDB store when ``table_name`` is set, else the in-memory one.
-    boto3 is imported only on the DynamoDB path."""
-    if not table_name:
-        return MemoryStore(max_jobs=memory_max_jobs)
-    import dynamostore  # noqa: PLC0415 - keeps boto3 off the in-memory start path
-
-    return dynamostore.DynamoStore(table_name, ttl_seconds=ttl_seconds)
-
-
-def main(argv: list[str]) -> int:
-    """``python store.py create-table``: create the jobs table (idempotent)."""
-    if argv[1:] != ["create-table"]:
-        print("usage: python store.py create-table\n"
-              "  Creates the DynamoDB table named by JOBS_TABLE_NAME (default ghost-engine-jobs-dev)\n"
-              "  at the endpoint given by the standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION).",
-              file=sys.stderr)
-        return 0 if argv[1:] in (["-h"], ["--help"]) else 2
-    import dynamostore  # noqa: PLC0415
-    import store  # noqa: PLC0415 - as a script this module is __main__; errors are store's
-
-    name = os.environ.get("JOBS_TABLE_NAME") or "ghost-engine-jobs-dev"
-    try:
-        created = dynamostore.create_table(name)
-    except store.StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"{'created' if created else 'exists'}: {name}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator, Mapping
 import httpkit
 import logjson
 import scene
-from httpkit import Env, HTTPError, JsonHandler, Router
+from config import ConfigError, Env
+from httpkit import HTTPError, JsonHandler, Router
 from logjson import log
 
 NDJSON = "application/x-ndjson"
@@ -152,7 +153,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     logjson.configure("worker")
     try:
         config = WorkerConfig.from_env(environ)
-    except httpkit.ConfigError as exc:
+    except ConfigError as exc:
         log.error("invalid configuration", reason=str(exc))
         return 2
     logjson.configure("worker", config.log_level)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+from polling import wait_until
 
 TERMINAL = ("done", "failed")
 
@@ -46,13 +46,13 @@ def poll(base_url: str, job_id: str, timeout: float = 30, interval: float = 0.05
          until: tuple[str, ...] = TERMINAL) -> list[dict[str, Any]]:
     """Snapshots of ``GET /status/<id>`` until the state is in ``until``; the last one
     has that state. Fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
     seen: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
+
+    def reached() -> bool:
         reply = request(base_url, "GET", f"/status/{job_id}")
         assert reply.status == 200, reply.raw
         seen.append(reply.json)
-        if seen[-1]["state"] in until:
-            return seen
-        time.sleep(interval)
-    raise AssertionError(f"job {job_id} did not reach {until} within {timeout}s; last: {seen[-1:]}")
+        return seen[-1]["state"] in until
+
+    wait_until(reached, timeout, f"job {job_id} in {until}", interval)
+    return seen

@@ -10,14 +10,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from typing import Iterator
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import logjson
+from logcapture import capture_logs
+from polling import wait_until
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent  # on sys.path, with tests/: see pytest.ini
 
 # No test may reach real AWS, whatever the developer's shell holds.
 AWS_TEST_ENV = {
@@ -32,6 +34,11 @@ for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
 os.environ.update(AWS_TEST_ENV)
 
 
+# In-process servers may log after a test's ``logs`` capture ended (the access line follows
+# the response): between tests their lines go nowhere rather than to the runner's output.
+logjson.log.stream = open(os.devnull, "w", encoding="utf-8")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -41,19 +48,13 @@ def free_port() -> int:
 
 def wait_http_ok(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
     """Poll ``url`` until it answers 200, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+
+    wait_until(answers, timeout, f"200 from {url}", 0.05, ignoring=(OSError,))
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
@@ -74,6 +75,31 @@ def find_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} not found: pip install -r requirements-dev.txt")
     return path
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections (the kernel does) but never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def refused_port():
+    """A port bound without listening: connections to it are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def logs():
+    """This process's log lines while the test runs (service ``test``), parsed: in-process
+    code never writes to the runner's output."""
+    with capture_logs("test") as sink:
+        yield sink
 
 
 @contextlib.contextmanager

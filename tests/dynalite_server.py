@@ -13,9 +13,9 @@ import pathlib
 import shutil
 import socket
 import subprocess
-import time
 
 from conftest import free_port, stop_process
+from polling import wait_until
 
 DYNALITE_VERSION = "4.0.0"
 CACHE_DIR = pathlib.Path.home() / ".cache" / "ghost-engine" / "dynalite"
@@ -59,17 +59,17 @@ class DynaliteServer:
         self._wait_listening(timeout=20)
 
     def _wait_listening(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def listening() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dynalite exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"dynalite did not listen on {self.port} within {timeout}s")
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+
+        try:
+            wait_until(listening, timeout, f"dynalite listening on {self.port}", 0.05, ignoring=(OSError,))
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         stop_process(self.proc)

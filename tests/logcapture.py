@@ -7,10 +7,10 @@ import io
 import json
 import re
 import threading
-import time
 from typing import Callable, Iterator
 
 import logjson
+from polling import wait_until
 
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -47,11 +47,6 @@ def capture_logs(service: str) -> Iterator[LineSink]:
 
 def wait_for_line(sink: LineSink, predicate: Callable[[dict], bool], timeout: float = 10.0) -> dict:
     """The first line matching ``predicate``, its timestamp checked and removed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in sink.lines():
-            if predicate(line):
-                assert TIMESTAMP_RE.match(line.pop("timestamp"))
-                return line
-        time.sleep(0.01)
-    raise AssertionError(f"no matching log line within {timeout} s; lines: {sink.lines()}")
+    line = wait_until(lambda: next(filter(predicate, sink.lines()), None), timeout, "a matching log line")
+    assert TIMESTAMP_RE.match(line.pop("timestamp"))
+    return line

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 import dynamostore
 from conftest import ROOT, free_port, wait_http_ok
-from store import IllegalTransition, JobState, StoreUnavailable
+from store import IllegalTransition, JobState, StoreMisconfigured, StoreUnavailable
 
 IAM_TF = ROOT / "infra" / "aws" / "terraform" / "iam.tf"
 T0 = 1_800_000_000.0
@@ -111,7 +111,7 @@ def _every_operation(store: dynamostore.DynamoStore) -> list:
     return [lambda: store.create("j", JOB_INPUT, "o", 1000), lambda: store.get("j"),
             lambda: store.claim("j", "o", 1000), lambda: store.heartbeat("j", "o", 0.5, 1000),
             lambda: store.finish("j", "o", JobState.DONE, result={}), lambda: store.release("j", "o"),
-            lambda: store.expired(10)]
+            lambda: store.expired(10), store.check]
 
 
 def _attempts(client: Any) -> list[int]:
@@ -157,7 +157,7 @@ def test_throttling_raises_store_unavailable_after_three_attempts(monkeypatch):
 
 @pytest.mark.parametrize(("status", "code"), [
     (400, "ProvisionedThroughputExceededException"), (400, "RequestLimitExceeded"),
-    (500, "InternalServerError"), (503, "ServiceUnavailable"), (400, "ResourceNotFoundException")])
+    (500, "InternalServerError"), (503, "ServiceUnavailable")])
 def test_every_unavailable_code_from_every_operation_is_store_unavailable(status, code):
     server = FakeDynamo(status, code)
     try:
@@ -165,9 +165,21 @@ def test_every_unavailable_code_from_every_operation_is_store_unavailable(status
         for operation in _every_operation(store):
             with pytest.raises(StoreUnavailable, match=f"^DynamoDB table jobs-x: {code}: injected by the test$"):
                 operation()
-        assert server.requests == 7
+        assert server.requests == 8
     finally:
         server.close()
+
+
+def test_a_missing_table_is_store_misconfigured_naming_table_region_endpoint_and_the_fix(moto_server, monkeypatch):
+    """Not StoreUnavailable: a table that does not exist is not an outage to wait out."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    store = dynamostore.DynamoStore("jobs-never-created")
+    for operation in _every_operation(store):
+        with pytest.raises(StoreMisconfigured) as info:
+            operation()
+        assert str(info.value) == (
+            f"DynamoDB table jobs-never-created does not exist in us-east-1 at {moto_server.endpoint}: "
+            "Requested resource not found; create it with `python dynamostore.py create-table` or Terraform")
 
 
 def test_other_client_errors_are_not_reported_as_unavailable():
@@ -205,7 +217,7 @@ def test_store_recovers_by_itself_when_dynamodb_comes_back(monkeypatch):
 def test_create_table_cli_is_idempotent_and_builds_index_ttl_pitr_sse(moto_server):
     name = f"jobs-cli-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, **moto_server.env(), "JOBS_TABLE_NAME": name}
-    runs = [subprocess.run([sys.executable, "store.py", "create-table"], cwd=ROOT, env=env,
+    runs = [subprocess.run([sys.executable, "dynamostore.py", "create-table"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60) for _ in range(2)]
     assert [(r.returncode, r.stdout, r.stderr) for r in runs] == [
         (0, f"created: {name}\n", ""), (0, f"exists: {name}\n", "")]

@@ -19,6 +19,7 @@ import pytest
 
 from apiclient import poll, request, submit
 from conftest import ROOT, MotoServer
+from polling import wait_until
 
 PAYLOAD = {"prompt": "a haunted cellar", "seed": 7, "style": "noir"}
 _names = itertools.count()
@@ -27,7 +28,7 @@ FAST_RECOVERY = {"JOB_LEASE_SECONDS": "2", "REAPER_INTERVAL_SECONDS": "0.2"}
 
 def create_table(server: MotoServer, name: str) -> dict[str, str]:
     env = {**server.env(), "JOBS_TABLE_NAME": name}
-    result = subprocess.run([sys.executable, "store.py", "create-table"], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "dynamostore.py", "create-table"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return env
@@ -45,13 +46,11 @@ def item(env: dict[str, str], job_id: str) -> dict:
 
 
 def wait_progress(url: str, job_id: str, timeout: float = 15) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def progressed() -> dict | None:
         job = request(url, "GET", f"/status/{job_id}").json
-        if job["state"] == "running" and job["progress"] > 0:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} showed no progress within {timeout}s")
+        return job if job["state"] == "running" and job["progress"] > 0 else None
+
+    return wait_until(progressed, timeout, f"progress of job {job_id}", 0.05)
 
 
 def test_job_states_survive_an_orchestrator_kill(services, table_env):
@@ -181,3 +180,14 @@ def test_smoke_script_passes_in_dynamodb_mode_and_leaves_a_row(services, table_e
     rows = client.scan(TableName=table_env["JOBS_TABLE_NAME"])["Items"]
     assert [r["state"]["S"] for r in rows] == ["done"]
     assert rows[0]["jobId"]["S"] in result.stdout
+
+
+def test_an_orchestrator_pointed_at_a_missing_table_refuses_to_start_naming_the_table(services, moto_server):
+    """A missing table is a configuration error (exit 2), not an outage to answer 503 for
+    forever: on ECS the task stops, and a deployment that names the wrong table rolls back."""
+    orch = services("orchestrator.py", {**moto_server.env(), "JOBS_TABLE_NAME": "jobs-never-created"}, wait=False)
+    assert orch.wait(timeout=30) == 2
+    [line] = [x for x in orch.lines() if x["level"] == "ERROR"]
+    assert (line["message"], line["reason"]) == ("invalid configuration", (
+        f"DynamoDB table jobs-never-created does not exist in us-east-1 at {moto_server.endpoint}: "
+        "Requested resource not found; create it with `python dynamostore.py create-table` or Terraform"))

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from apiclient import poll, request, submit
+from polling import wait_until
 
 PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 # scene.build_scene("a spooky hallway", 123, "doom") as the worker computes it; pinned so
@@ -93,10 +94,8 @@ def test_worker_killed_mid_job_fails_the_job(stack):
     worker, orch = stack(worker_env={"WORK_MS": "8000"})
     job_id = submit(orch.url, PAYLOAD)
     poll(orch.url, job_id, until=("running",))
-    deadline = time.monotonic() + 10
-    while request(orch.url, "GET", f"/status/{job_id}").json["progress"] == 0.0:
-        assert time.monotonic() < deadline, "no progress seen before the kill"
-        time.sleep(0.05)
+    wait_until(lambda: request(orch.url, "GET", f"/status/{job_id}").json["progress"] > 0.0, 10,
+               "progress before the kill", 0.05)
     worker.proc.kill()
     snapshots = poll(orch.url, job_id, timeout=15)
     final = snapshots[-1]

@@ -1,4 +1,4 @@
-"""Unit tests for httpkit: Router, Env, and a real Server with a small JsonHandler app."""
+"""Unit tests for httpkit: Router, ActiveRequests, and a real Server with a small JsonHandler app."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 import httpkit
 import logjson
-from httpkit import ConfigError, Env, HTTPError, JsonHandler, Router, Server
-from logcapture import capture_logs, wait_for_line
+from httpkit import HTTPError, JsonHandler, Router, Server
+from logcapture import wait_for_line
 from conftest import serving_in_thread
 
 HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -22,15 +22,15 @@ HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
 # -- Router -----------------------------------------------------------------------------
 
 
-def _get_job(h, job_id):  # pragma: no cover - only identity matters
+def _get_job(h, job_id):  # only identity matters
     return None
 
 
-def _post_job(h):  # pragma: no cover
+def _post_job(h):
     return None
 
 
-def _delete_job(h, job_id):  # pragma: no cover
+def _delete_job(h, job_id):
     return None
 
 
@@ -69,68 +69,6 @@ def test_router_wrong_method_is_405_with_allow_listing_the_methods_sorted():
                    "message": "PUT is not allowed on /jobs/abc; allowed: DELETE, GET"}},
         {"Allow": "DELETE, GET"},
     )
-
-
-# -- Env --------------------------------------------------------------------------------
-
-
-def test_env_text_uses_the_default_when_unset_or_empty():
-    env = Env({"EMPTY": "", "SET": "0.0.0.0"})
-    assert (env.text("UNSET", "d"), env.text("EMPTY", "d"), env.text("SET", "d")) == ("d", "d", "0.0.0.0")
-
-
-def test_env_integer_reads_values_and_defaults():
-    env = Env({"PORT": "9090", "EMPTY": ""})
-    assert (env.integer("PORT", 1), env.integer("EMPTY", 7), env.integer("UNSET", 8)) == (9090, 7, 8)
-
-
-@pytest.mark.parametrize(("raw", "minimum", "message"), [
-    ("eighty", 0, "PORT must be an integer, got 'eighty'"),
-    ("8.5", 0, "PORT must be an integer, got '8.5'"),
-    ("-1", 0, "PORT must be >= 0, got -1"),
-    ("0", 1, "PORT must be >= 1, got 0"),
-])
-def test_env_integer_errors_name_the_variable_and_the_value(raw, minimum, message):
-    with pytest.raises(ConfigError) as info:
-        Env({"PORT": raw}).integer("PORT", 8080, minimum=minimum)
-    assert str(info.value) == message
-
-
-def test_env_number_reads_values_and_defaults():
-    env = Env({"GRACE": "2.5", "WHOLE": "3"})
-    assert (env.number("GRACE", 1.0), env.number("WHOLE", 1.0), env.number("UNSET", 1.5)) == (2.5, 3.0, 1.5)
-
-
-@pytest.mark.parametrize(("raw", "minimum", "message"), [
-    ("soon", 0.0, "GRACE must be a number, got 'soon'"),
-    ("-0.5", 0.0, "GRACE must be >= 0.0, got -0.5"),
-    ("0.01", 0.05, "GRACE must be >= 0.05, got 0.01"),
-    ("nan", 0.0, "GRACE must be a finite number, got nan"),
-])
-def test_env_number_errors_name_the_variable_and_the_value(raw, minimum, message):
-    with pytest.raises(ConfigError) as info:
-        Env({"GRACE": raw}).number("GRACE", 1.0, minimum=minimum)
-    assert str(info.value) == message
-
-
-@pytest.mark.parametrize("raw", ["inf", "Infinity", "1e999"])
-def test_env_number_rejects_infinity_which_no_timeout_or_wait_accepts(raw):
-    """socket.settimeout(inf) and Condition.wait_for(..., inf) raise OverflowError, so an
-    infinite SHUTDOWN_GRACE_SECONDS or WORKER_TIMEOUT_SECONDS must fail at start-up."""
-    with pytest.raises(ConfigError) as info:
-        Env({"GRACE": raw}).number("GRACE", 1.0)
-    assert str(info.value) == f"GRACE must be a finite number, got {raw}"
-
-
-def test_env_level_defaults_to_info_and_is_case_insensitive():
-    assert (Env({}).level(), Env({"LOG_LEVEL": ""}).level(), Env({"LOG_LEVEL": "debug"}).level()) == (
-        "INFO", "INFO", "DEBUG")
-
-
-def test_env_level_error_lists_the_accepted_levels():
-    with pytest.raises(ConfigError) as info:
-        Env({"LOG_LEVEL": "trace"}).level()
-    assert str(info.value) == "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'TRACE'"
 
 
 # -- ActiveRequests ---------------------------------------------------------------------
@@ -191,7 +129,6 @@ class AppHandler(JsonHandler):
         ("GET", "/gone"): gone,
         ("GET", "/whoami"): whoami,
     })
-    max_body_bytes = 64
     error_map = {Gone: lambda exc: HTTPError(410, "gone", str(exc))}
 
     def setup(self) -> None:
@@ -215,7 +152,7 @@ class RecordingWriter:
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server(("127.0.0.1", 0), AppHandler, types.SimpleNamespace(writes=[]))
+    srv = Server(("127.0.0.1", 0), AppHandler, types.SimpleNamespace(writes=[]), max_body_bytes=64)
     with serving_in_thread(srv):
         yield srv
 
@@ -223,12 +160,6 @@ def server():
 @pytest.fixture
 def port(server) -> int:
     return server.server_address[1]
-
-
-@pytest.fixture(autouse=True)
-def logs():
-    with capture_logs("httpkit-test") as sink:
-        yield sink
 
 
 def call(port: int, method: str, path: str, body: bytes | None = None,
@@ -391,7 +322,7 @@ def test_unhandled_exception_is_500_json_without_details_and_the_connection_keep
     line = wait_for_line(logs, lambda x: x["message"] == "unhandled error")
     stack = line["error"].pop("stack")
     assert stack.splitlines()[-1] == "RuntimeError: secret detail"
-    assert line == {"level": "ERROR", "service": "httpkit-test", "message": "unhandled error", "requestId": "req-boom",
+    assert line == {"level": "ERROR", "service": "test", "message": "unhandled error", "requestId": "req-boom",
                     "error": {"type": "RuntimeError", "message": "secret detail"}}
 
 
@@ -399,7 +330,7 @@ def test_access_line_is_logged_per_request_with_status_and_duration(port, logs):
     call(port, "GET", "/boom?verbose=1", headers={"X-Request-Id": "req-access"})
     line = wait_for_line(logs, lambda x: x["message"] == "request" and x.get("requestId") == "req-access")
     assert isinstance(line.pop("durationMs"), (int, float))
-    assert line == {"level": "INFO", "service": "httpkit-test", "message": "request", "requestId": "req-access",
+    assert line == {"level": "INFO", "service": "test", "message": "request", "requestId": "req-access",
                     "method": "GET", "path": "/boom", "status": 500}
 
 
@@ -407,7 +338,7 @@ def test_error_map_turns_a_mapped_exception_into_its_http_error(port, logs):
     status, _, body = call(port, "GET", "/gone", headers={"X-Request-Id": "req-gone"})
     assert (status, json.loads(body)) == (410, {"error": {"code": "gone", "message": "it went away"}})
     line = wait_for_line(logs, lambda x: x["message"] == "request failed")
-    assert line == {"level": "WARNING", "service": "httpkit-test", "message": "request failed",
+    assert line == {"level": "WARNING", "service": "test", "message": "request failed",
                     "requestId": "req-gone", "reason": "it went away", "errorType": "Gone"}
 
 

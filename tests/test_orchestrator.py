@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import json
 import os
 import re
 import socket
+import subprocess
+import sys
 
 import pytest
 
-import logjson
+import dynamostore
 import orchestrator
 import store
+from config import ConfigError
 from dispatcher import DispatchConfig, Dispatcher
-from httpkit import ConfigError, HTTPError, Server
+from httpkit import HTTPError, Server
 from orchestrator import OrchestratorConfig
-from conftest import serving_in_thread
+from workerclient import WorkerClient
+from conftest import ROOT, serving_in_thread
 
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -146,14 +149,6 @@ def test_public_view_has_every_public_key_even_when_missing():
         "createdAt": None, "updatedAt": None, "input": None, "attempts": None}
 
 
-def test_routes_table():
-    assert orchestrator.ROUTES == {
-        ("POST", "/generate-scene"): orchestrator.generate_scene,
-        ("GET", "/status/{job_id}"): orchestrator.job_status,
-        ("GET", "/healthz"): orchestrator.healthz,
-    }
-
-
 def test_router_matches_status_ids_and_answers_405_with_allow():
     router = orchestrator.OrchestratorHandler.router
     assert router.match("GET", "/status/abc") == (orchestrator.job_status, {"job_id": "abc"})
@@ -172,34 +167,42 @@ def test_store_errors_map_to_503_store_unavailable_with_retry_after(exc):
         {"Retry-After": "1"})
 
 
+def test_a_missing_table_maps_to_500_store_misconfigured_without_naming_the_table():
+    exc = store.StoreMisconfigured("DynamoDB table jobs-x does not exist in us-east-1")
+    [to_http] = [f for t, f in orchestrator.OrchestratorHandler.error_map.items() if isinstance(exc, t)]
+    mapped = to_http(exc)
+    assert (mapped.status, mapped.body(), mapped.headers) == (
+        500, {"error": {"code": "store_misconfigured",
+                        "message": "the job store is not set up; see the service log for this requestId"}}, {})
+
+
+def test_open_store_picks_dynamodb_only_when_a_table_is_named():
+    assert isinstance(orchestrator.open_store(OrchestratorConfig()), store.MemoryStore)
+    dynamo = orchestrator.open_store(OrchestratorConfig(jobs_table_name="jobs-x", job_ttl_days=2))
+    assert isinstance(dynamo, dynamostore.DynamoStore)
+    assert (dynamo.table_name, dynamo.ttl_seconds) == ("jobs-x", 172800)
+
+
 # -- handlers, in-process ---------------------------------------------------------------
 
 
-class FakeDispatcher:
-    """Stands in for Dispatcher: records submissions; ``room`` says whether it has any."""
+class UnstartedDispatcher(Dispatcher):
+    """A real Dispatcher whose threads never start: ``create`` records jobs in the store and
+    queues them, and ``submitted`` lists what was queued, in order."""
 
-    def __init__(self, room: bool = True):
-        self.owner, self.lease_ms, self.room = "orch-test", 30000, room
+    def __init__(self, job_store: store.JobStore, max_queued_jobs: int = 1000):
+        super().__init__(job_store, WorkerClient("http://127.0.0.1:9", 1, 1),
+                         DispatchConfig(max_queued_jobs=max_queued_jobs), owner="orch-test")
         self.submitted: list[tuple[str, str | None]] = []
-
-    def has_room(self) -> bool:
-        return self.room
 
     def submit(self, job_id: str, request_id: str | None) -> bool:
         self.submitted.append((job_id, request_id))
-        return True
-
-
-@pytest.fixture(autouse=True)
-def quiet_logs():
-    saved = (logjson.log.service, logjson.log.threshold, logjson.log.stream)
-    logjson.log.stream = io.StringIO()
-    yield
-    logjson.log.service, logjson.log.threshold, logjson.log.stream = saved
+        return super().submit(job_id, request_id)
 
 
 @contextlib.contextmanager
-def serving(job_store, dispatcher):
+def serving(job_store, dispatcher=None):
+    dispatcher = dispatcher or UnstartedDispatcher(job_store)
     app = orchestrator.Orchestrator(OrchestratorConfig(), job_store, dispatcher)
     srv = Server(("127.0.0.1", 0), orchestrator.OrchestratorHandler, app)
     with serving_in_thread(srv) as port:
@@ -218,7 +221,8 @@ def call(port: int, method: str, path: str, body: object = None, headers: dict[s
 
 
 def test_generate_scene_records_a_queued_job_submits_it_and_answers_202_with_location():
-    job_store, dispatcher = store.MemoryStore(), FakeDispatcher()
+    job_store = store.MemoryStore()
+    dispatcher = UnstartedDispatcher(job_store)
     with serving(job_store, dispatcher) as port:
         status, headers, body = call(port, "POST", "/generate-scene",
                                      {"prompt": "a spooky hallway", "seed": 123, "style": "doom"},
@@ -235,7 +239,7 @@ def test_generate_scene_records_a_queued_job_submits_it_and_answers_202_with_loc
 
 def test_generate_scene_without_a_seed_records_a_chosen_json_safe_seed():
     job_store = store.MemoryStore()
-    with serving(job_store, FakeDispatcher()) as port:
+    with serving(job_store) as port:
         seeds = [job_store.get(call(port, "POST", "/generate-scene", {"prompt": "p"})[2]["jobId"])["input"]["seed"]
                  for _ in range(5)]
     assert all(isinstance(s, int) and 0 <= s < 2**53 for s in seeds), seeds
@@ -243,7 +247,8 @@ def test_generate_scene_without_a_seed_records_a_chosen_json_safe_seed():
 
 
 def test_generate_scene_rejects_invalid_input_with_400_naming_the_field():
-    job_store, dispatcher = store.MemoryStore(), FakeDispatcher()
+    job_store = store.MemoryStore()
+    dispatcher = UnstartedDispatcher(job_store)
     with serving(job_store, dispatcher) as port:
         status, _, body = call(port, "POST", "/generate-scene", {"prompt": "p", "seed": 1.5})
     assert (status, body) == (400, {"error": {"code": "invalid_request", "message": "seed must be an integer, got 1.5"}})
@@ -252,15 +257,17 @@ def test_generate_scene_rejects_invalid_input_with_400_naming_the_field():
 
 def test_generate_scene_is_503_queue_full_when_the_dispatcher_has_no_room():
     job_store = store.MemoryStore()
-    with serving(job_store, FakeDispatcher(room=False)) as port:
+    with serving(job_store, UnstartedDispatcher(job_store, max_queued_jobs=1)) as port:
+        assert call(port, "POST", "/generate-scene", {"prompt": "p"})[0] == 202
         status, headers, body = call(port, "POST", "/generate-scene", {"prompt": "p"})
     assert (status, headers["Retry-After"], body) == (503, "5", {"error": {
         "code": "queue_full", "message": "too many jobs are waiting; retry in a few seconds"}})
-    assert len(job_store) == 0
+    assert len(job_store) == 1
 
 
 def test_generate_scene_is_503_when_the_memory_store_is_full_of_active_jobs():
-    job_store, dispatcher = store.MemoryStore(max_jobs=1), FakeDispatcher()
+    job_store = store.MemoryStore(max_jobs=1)
+    dispatcher = UnstartedDispatcher(job_store)
     with serving(job_store, dispatcher) as port:
         assert call(port, "POST", "/generate-scene", {"prompt": "p"})[0] == 202
         status, headers, body = call(port, "POST", "/generate-scene", {"prompt": "p"})
@@ -273,7 +280,7 @@ def test_generate_scene_is_503_when_the_memory_store_is_full_of_active_jobs():
 def test_status_shows_the_public_view_of_the_job():
     job_store = store.MemoryStore()
     job_store.create("0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", {"prompt": "p", "seed": 9, "style": None}, "orch-test", 30000)
-    with serving(job_store, FakeDispatcher()) as port:
+    with serving(job_store) as port:
         status, _, body = call(port, "GET", "/status/0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f")
     assert status == 200
     assert TIMESTAMP_RE.match(body.pop("createdAt")) and TIMESTAMP_RE.match(body.pop("updatedAt"))
@@ -285,23 +292,18 @@ def test_status_shows_the_public_view_of_the_job():
 def test_status_of_an_unknown_or_malformed_id_is_404(job_id):
     job_store = store.MemoryStore()
     job_store.create("0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", {"prompt": "p", "seed": 9, "style": None}, "o", 30000)
-    with serving(job_store, FakeDispatcher()) as port:
+    with serving(job_store) as port:
         status, _, body = call(port, "GET", f"/status/{job_id}")
     assert (status, body) == (404, {"error": {"code": "not_found", "message": f"no job with id {job_id!r}"}})
 
 
 def test_healthz_answers_ok():
-    with serving(store.MemoryStore(), FakeDispatcher()) as port:
+    with serving(store.MemoryStore()) as port:
         assert call(port, "GET", "/healthz")[::2] == (200, {"ok": True})
 
 
 def test_memory_mode_never_imports_boto3():
     """boto3 is the one runtime dependency and is loaded only for the DynamoDB store."""
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     code = ("import sys, orchestrator; orchestrator.build(orchestrator.OrchestratorConfig()); "
             "print(sorted(m for m in ('boto3', 'botocore', 'dynamostore') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 import uuid
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ import pytest
 import dynamostore
 from dynalite_server import INSTALL_HINT, DynaliteServer, ensure_dynalite
 from store import IllegalTransition, JobExists, JobNotFound, JobState, JobStore, LeaseLost, MemoryStore
+from polling import wait_until
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 LEASE_MS = 30_000
@@ -54,10 +54,8 @@ def dynalite_server():
 
 
 def _wait_active(client: Any, name: str) -> None:
-    deadline = time.monotonic() + 20
-    while client.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
-        assert time.monotonic() < deadline, f"table {name} not ACTIVE after 20s"
-        time.sleep(0.02)
+    wait_until(lambda: client.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE", 20,
+               f"table {name} ACTIVE", 0.02)
 
 
 def _backend(request, monkeypatch, name: str):
@@ -210,6 +208,27 @@ def test_heartbeat_records_progress_never_lower_and_extends_the_lease(backend):
     backend.clock.advance(1)
     store.heartbeat("job-1", "orch-a", 0.75, LEASE_MS)
     assert store.get("job-1")["progress"] == 0.75
+
+
+@pytest.mark.parametrize(("reported", "recorded"), [(1.0, 0.99), (7, 0.99), (-0.5, 0.0), (0.99, 0.99)])
+def test_heartbeat_records_progress_within_0_and_0_99_while_running(backend, reported, recorded):
+    """1.0 is reserved for done: the store, not the caller, keeps a running job below it."""
+    store = _running(backend)
+    store.heartbeat("job-1", "orch-a", reported, LEASE_MS)
+    assert store.get("job-1")["progress"] == recorded
+
+
+def test_heartbeat_below_the_recorded_progress_still_extends_the_lease(backend):
+    store = _running(backend)
+    store.heartbeat("job-1", "orch-a", 0.5, LEASE_MS)
+    backend.clock.advance(20)
+    store.heartbeat("job-1", "orch-a", 0.1, LEASE_MS)
+    job = store.get("job-1")
+    assert (job["progress"], job["leaseExpiresAt"]) == (0.5, 1_800_000_050_000)
+
+
+def test_check_passes_on_a_store_that_can_serve(backend):
+    assert backend.open().check() is None
 
 
 def test_heartbeat_by_another_owner_raises_lease_lost_and_changes_nothing(backend):

@@ -1,5 +1,5 @@
 """The Terraform module in infra/aws/terraform: formatting, validation, a full apply against a
-moto server read back with boto3, a clean second plan, parity with ``store.py create-table``,
+moto server read back with boto3, a clean second plan, parity with ``dynamostore.py create-table``,
 and checkov.
 
 moto does not evaluate IAM policies or OIDC trust, and accepts but does not keep some ECS
@@ -163,12 +163,12 @@ def test_jobs_table_has_the_key_schema_index_ttl_pitr_and_sse_of_the_brief(stack
 
 
 def test_store_create_table_builds_the_same_table_as_terraform():
-    """``python store.py create-table`` (local development, tests) builds, idempotently, the table
+    """``python dynamostore.py create-table`` (local development, tests) builds, idempotently, the table
     the test above reads back from the Terraform apply: both equal EXPECTED_TABLE. Needs no terraform."""
     fresh = MotoServer()
     try:
         env = {**os.environ, **fresh.env(), "JOBS_TABLE_NAME": TABLE}
-        runs = [subprocess.run([sys.executable, "store.py", "create-table"], cwd=ROOT, env=env,
+        runs = [subprocess.run([sys.executable, "dynamostore.py", "create-table"], cwd=ROOT, env=env,
                                capture_output=True, text=True, timeout=60) for _ in range(2)]
         assert [(r.returncode, r.stdout) for r in runs] == [(0, f"created: {TABLE}\n"), (0, f"exists: {TABLE}\n")], \
             [r.stderr[-3000:] for r in runs]

@@ -177,7 +177,7 @@ def assert_failed_timeline(stdout: str, dead_url: str) -> None:
     error_at = next(i for i, line in enumerate(lines) if " ERROR " in line)
     assert lines[error_at + 1:error_at + 1 + len(stack)] == stack  # the stack sits right under its line
     assert stack[0] == "    Traceback (most recent call last):"
-    assert stack[-1] == (f"    dispatcher.WorkerError: worker unreachable at {dead_url}: [Errno 111] Connection refused"
+    assert stack[-1] == (f"    workerclient.WorkerError: worker unreachable at {dead_url}: [Errno 111] Connection refused"
                          " (gave up after 3 attempts)")
     assert timestamps(stdout) == sorted(timestamps(stdout))
 

@@ -10,9 +10,10 @@ import pytest
 
 import scene
 import worker
-from httpkit import ConfigError, HTTPError, Server
+from config import ConfigError
+from httpkit import HTTPError, Server
 from worker import Worker, WorkerConfig
-from logcapture import capture_logs, wait_for_line
+from logcapture import wait_for_line
 from conftest import serving_in_thread
 
 PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
@@ -182,12 +183,6 @@ def test_run_in_real_time_reports_increasing_progress_with_ticks_in_every_phase(
 # -- the HTTP service -------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def logs():
-    with capture_logs("worker") as sink:
-        yield sink
-
-
 @pytest.fixture(scope="module")
 def service():
     app = Worker(WorkerConfig(work_ms=40, progress_tick_ms=10, max_concurrent_jobs=1))
@@ -235,11 +230,11 @@ def test_process_streams_ndjson_events_when_asked(service, logs):
     assert result == {"event": "result", "jobId": "job-stream", "ok": True,
                       "output": scene.build_scene("a spooky hallway", 123, "doom")}
     started = wait_for_line(logs, lambda x: x["message"] == "job started")
-    assert started == {"level": "INFO", "service": "worker", "message": "job started", "requestId": "req-stream",
+    assert started == {"level": "INFO", "service": "test", "message": "job started", "requestId": "req-stream",
                        "jobId": "job-stream", "seed": 123, "style": "doom"}
     finished = wait_for_line(logs, lambda x: x["message"] == "job finished")
     assert isinstance(finished.pop("durationMs"), int)
-    assert finished == {"level": "INFO", "service": "worker", "message": "job finished",
+    assert finished == {"level": "INFO", "service": "test", "message": "job finished",
                         "requestId": "req-stream", "jobId": "job-stream"}
 
 

@@ -1,4 +1,4 @@
-# The jobs table. `store.py create-table` creates the same table for local development; a test
+# The jobs table. `dynamostore.py create-table` creates the same table for local development; a test
 # compares the two. Items: one per job, keyed by jobId. Queued and running jobs also carry
 # activeShard = "active" and leaseExpiresAt, which puts them (and only them) in the sparse
 # active-by-lease index the orchestrators scan for expired leases.

@@ -1,0 +1,66 @@
+"""Unit tests for config: typed environment reads whose errors name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import ConfigError, Env
+
+
+def test_env_text_uses_the_default_when_unset_or_empty():
+    env = Env({"EMPTY": "", "SET": "0.0.0.0"})
+    assert (env.text("UNSET", "d"), env.text("EMPTY", "d"), env.text("SET", "d")) == ("d", "d", "0.0.0.0")
+
+
+def test_env_integer_reads_values_and_defaults():
+    env = Env({"PORT": "9090", "EMPTY": ""})
+    assert (env.integer("PORT", 1), env.integer("EMPTY", 7), env.integer("UNSET", 8)) == (9090, 7, 8)
+
+
+@pytest.mark.parametrize(("raw", "minimum", "message"), [
+    ("eighty", 0, "PORT must be an integer, got 'eighty'"),
+    ("8.5", 0, "PORT must be an integer, got '8.5'"),
+    ("-1", 0, "PORT must be >= 0, got -1"),
+    ("0", 1, "PORT must be >= 1, got 0"),
+])
+def test_env_integer_errors_name_the_variable_and_the_value(raw, minimum, message):
+    with pytest.raises(ConfigError) as info:
+        Env({"PORT": raw}).integer("PORT", 8080, minimum=minimum)
+    assert str(info.value) == message
+
+
+def test_env_number_reads_values_and_defaults():
+    env = Env({"GRACE": "2.5", "WHOLE": "3"})
+    assert (env.number("GRACE", 1.0), env.number("WHOLE", 1.0), env.number("UNSET", 1.5)) == (2.5, 3.0, 1.5)
+
+
+@pytest.mark.parametrize(("raw", "minimum", "message"), [
+    ("soon", 0.0, "GRACE must be a number, got 'soon'"),
+    ("-0.5", 0.0, "GRACE must be >= 0.0, got -0.5"),
+    ("0.01", 0.05, "GRACE must be >= 0.05, got 0.01"),
+    ("nan", 0.0, "GRACE must be a finite number, got nan"),
+])
+def test_env_number_errors_name_the_variable_and_the_value(raw, minimum, message):
+    with pytest.raises(ConfigError) as info:
+        Env({"GRACE": raw}).number("GRACE", 1.0, minimum=minimum)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("raw", ["inf", "Infinity", "1e999"])
+def test_env_number_rejects_infinity_which_no_timeout_or_wait_accepts(raw):
+    """socket.settimeout(inf) and Condition.wait_for(..., inf) raise OverflowError, so an
+    infinite SHUTDOWN_GRACE_SECONDS or WORKER_TIMEOUT_SECONDS must fail at start-up."""
+    with pytest.raises(ConfigError) as info:
+        Env({"GRACE": raw}).number("GRACE", 1.0)
+    assert str(info.value) == f"GRACE must be a finite number, got {raw}"
+
+
+def test_env_level_defaults_to_info_and_is_case_insensitive():
+    assert (Env({}).level(), Env({"LOG_LEVEL": ""}).level(), Env({"LOG_LEVEL": "debug"}).level()) == (
+        "INFO", "INFO", "DEBUG")
+
+
+def test_env_level_error_lists_the_accepted_levels():
+    with pytest.raises(ConfigError) as info:
+        Env({"LOG_LEVEL": "trace"}).level()
+    assert str(info.value) == "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'TRACE'"

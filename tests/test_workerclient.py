@@ -1,0 +1,147 @@
+"""Unit tests for workerclient: WorkerClient against scripted fake workers (events, HTTP
+errors, malformed streams, broken and silent connections, and which faults are transient)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from fakeworker import OUTPUT, PAYLOAD, RESULT, error_json, error_text, fake_workers, progress, stream, stream_cut_mid_chunk
+from workerclient import WorkerClient, WorkerError
+
+
+@pytest.fixture
+def fakes():
+    with fake_workers() as make:
+        yield make
+
+
+def client(url: str, connect_timeout: float = 2.0, idle_timeout: float = 5.0) -> WorkerClient:
+    return WorkerClient(url, connect_timeout, idle_timeout)
+
+
+def run_client(c: WorkerClient, job_id: str = "j", request_id: str | None = "req-1") -> list[dict]:
+    return list(c.process(job_id, PAYLOAD, request_id))
+
+
+def worker_error(c: WorkerClient) -> WorkerError:
+    with pytest.raises(WorkerError) as info:
+        run_client(c)
+    return info.value
+
+
+@pytest.mark.parametrize("url", ["https://worker:8081", "worker:8081", "http://", "ftp://worker"])
+def test_client_rejects_urls_that_are_not_http(url):
+    with pytest.raises(ValueError) as info:
+        WorkerClient(url, 1, 1)
+    assert str(info.value) == f"WORKER_URL must be an http:// URL, got {url!r}"
+
+
+def test_client_yields_events_up_to_the_result_and_sends_the_job(fakes):
+    fake = fakes(stream(progress(0.25), RESULT, progress(0.75)))
+    events = run_client(client(fake.url), job_id="job-7", request_id="req-7")
+    assert events == [
+        {"event": "progress", "jobId": "j", "step": "s", "progress": 0.25},
+        {"event": "result", "jobId": "j", "ok": True, "output": OUTPUT, "progressLog": []},
+    ]
+    [request] = fake.requests
+    assert (request["path"], request["body"]) == ("/process", {"jobId": "job-7", "payload": PAYLOAD})
+    assert (request["headers"]["Accept"], request["headers"]["Content-Type"], request["headers"]["X-Request-Id"]) == (
+        "application/x-ndjson", "application/json", "req-7")
+
+
+def test_client_appends_process_to_the_url_path_and_omits_an_absent_request_id(fakes):
+    fake = fakes(stream(RESULT))
+    run_client(client(fake.url + "/base/"), request_id=None)
+    [request] = fake.requests
+    assert request["path"] == "/base/process"
+    assert "X-Request-Id" not in request["headers"]
+
+
+@pytest.mark.parametrize(("answer", "message", "transient"), [
+    (error_json(500, "internal error; see the service log for this requestId"),
+     "worker answered HTTP 500: internal error; see the service log for this requestId", True),
+    (error_json(503, "the worker is running its limit of 16 jobs; retry later"),
+     "worker answered HTTP 503: the worker is running its limit of 16 jobs; retry later", True),
+    (error_json(429, "slow down"), "worker answered HTTP 429: slow down", True),
+    (error_text(502, "<html>bad gateway</html>"), "worker answered HTTP 502: <html>bad gateway</html>", True),
+    (error_json(400, "payload: seed is required"), "worker answered HTTP 400: payload: seed is required", False),
+    (error_json(404, "no such path: /process"), "worker answered HTTP 404: no such path: /process", False),
+], ids=["500", "503", "429", "502-html", "400", "404"])
+def test_client_http_errors_carry_the_worker_message_and_5xx_429_are_transient(fakes, answer, message, transient):
+    fake = fakes(answer)
+    err = worker_error(client(fake.url))
+    assert (str(err), err.transient) == (message, transient)
+
+
+def test_client_malformed_line_is_permanent(fakes):
+    fake = fakes(stream(progress(0.1), b"not json\n"))
+    err = worker_error(client(fake.url))
+    assert (str(err), err.transient) == ("worker sent a malformed line: b'not json\\n'", False)
+
+
+def test_client_event_without_a_type_is_permanent(fakes):
+    fake = fakes(stream(b'{"progress": 0.5}\n'))
+    err = worker_error(client(fake.url))
+    assert (str(err), err.transient) == ("worker sent an event without a type: b'{\"progress\": 0.5}\\n'", False)
+
+
+def test_client_stream_ended_before_a_result_is_transient(fakes):
+    fake = fakes(stream(progress(0.5)))
+    err = worker_error(client(fake.url))
+    assert (str(err), err.transient) == (f"worker at {fake.url} closed the stream before sending a result", True)
+
+
+def test_client_connection_closed_between_lines_is_transient(fakes):
+    fake = fakes(stream(progress(0.5), end=False))
+    err = worker_error(client(fake.url))
+    assert (str(err), err.transient) == (f"worker at {fake.url} closed the stream before sending a result", True)
+
+
+def test_client_connection_dropped_mid_line_is_transient(fakes):
+    fake = fakes(stream_cut_mid_chunk(progress(0.5)))
+    err = worker_error(client(fake.url))
+    assert err.transient is True
+    assert str(err).startswith(f"connection to worker at {fake.url} broke mid-job: IncompleteRead("), str(err)
+
+
+def test_client_worker_that_never_answers_is_transient_after_the_idle_timeout(silent_port):
+    url = f"http://127.0.0.1:{silent_port}"
+    err = worker_error(client(url, idle_timeout=0.3))
+    assert (str(err), err.transient) == (f"worker at {url} did not answer within 0.3 s", True)
+
+
+def test_client_stream_that_goes_silent_is_transient_after_the_idle_timeout(fakes):
+    fake = fakes()
+    fake.answers.append(stream(progress(0.5), gate=fake.gate()))
+    events: list[dict] = []
+    with pytest.raises(WorkerError) as info:
+        for event in client(fake.url, idle_timeout=0.3).process("j", PAYLOAD, None):
+            events.append(event)
+    assert events == [{"event": "progress", "jobId": "j", "step": "s", "progress": 0.5}]
+    assert (str(info.value), info.value.transient) == (f"worker at {fake.url} sent nothing for 0.3 s", True)
+
+
+def test_client_refused_connection_is_transient_unreachable(refused_port):
+    url = f"http://127.0.0.1:{refused_port}"
+    err = worker_error(client(url))
+    assert (str(err), err.transient) == (f"worker unreachable at {url}: [Errno 111] Connection refused", True)
+
+
+def test_client_connect_timeout_reports_the_connect_timeout_not_the_idle_timeout():
+    """A full listen backlog drops SYNs, so connect() times out after connect_timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        filler = socket.create_connection(address, timeout=2)  # takes the only backlog slot
+        try:
+            url = f"http://127.0.0.1:{address[1]}"
+            err = worker_error(client(url, connect_timeout=0.3, idle_timeout=7))
+        finally:
+            filler.close()
+    assert err.transient is True
+    assert "0.3 s" in str(err), str(err)
+
+
