@@ -16,17 +16,18 @@ RUN pip install --no-cache-dir -r requirements.txt \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin ghost
 
 # Only the runtime modules (tests/test_dockerfile.py keeps this list equal to what
-# orchestrator.py and worker.py import). Owned by root, so the service cannot rewrite its code.
-COPY orchestrator.py worker.py dispatcher.py workerclient.py httpkit.py config.py logjson.py \
-     metrics.py scene.py store.py dynamostore.py ./
+# orchestrator.py, worker.py and healthcheck.py import). Owned by root, so the service cannot
+# rewrite its code.
+COPY orchestrator.py worker.py healthcheck.py dispatcher.py workerclient.py httpkit.py config.py \
+     logjson.py metrics.py scene.py store.py dynamostore.py ./
 
 USER 10001
 
 EXPOSE 8080 8081
 
-# Slim images have no curl; the interpreter is enough. Checks http://127.0.0.1:${PORT:-8080}/healthz,
-# PORT read when the check runs; urlopen raises (exit 1) on refusal, timeout or a non-2xx answer.
+# The same command as the ECS task definitions' healthCheck: GET http://127.0.0.1:$PORT/healthz
+# (PORT read when the check runs, default 8080), exit 0 on 2xx, else 1.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + (os.environ.get('PORT') or '8080') + '/healthz', timeout=3)"]
+    CMD ["python", "healthcheck.py"]
 
 CMD ["python", "orchestrator.py"]

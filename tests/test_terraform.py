@@ -335,8 +335,9 @@ def test_task_definitions_run_the_right_command_with_the_environment_of_the_brie
         assert main["logConfiguration"] == {"logDriver": "awslogs", "options": {
             "awslogs-group": f"/ecs/ghost-engine-{name}-dev", "awslogs-region": REGION,
             "awslogs-stream-prefix": name}}
-        assert main["healthCheck"]["command"][:2] == ["CMD", "python"]
-        assert f"http://127.0.0.1:{port}/healthz" in main["healthCheck"]["command"][-1]
+        # The Dockerfile's HEALTHCHECK runs the same script (tests/test_dockerfile.py); it follows PORT.
+        assert main["healthCheck"] == {"command": ["CMD", "python", "healthcheck.py"], "interval": 15,
+                                       "timeout": 5, "retries": 3, "startPeriod": 10}
 
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)

@@ -52,9 +52,10 @@ resource "aws_ecs_task_definition" "this" {
       }]
 
       # Marks a task unhealthy when its own /healthz stops answering (ECS replaces it, and
-      # Cloud Map stops answering with a worker that is not healthy).
+      # Cloud Map stops answering with a worker that is not healthy). The image's one health
+      # command, as in the Dockerfile's HEALTHCHECK: it follows the PORT set above.
       healthCheck = {
-        command     = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${each.value.port}/healthz', timeout=3)"]
+        command     = ["CMD", "python", "healthcheck.py"]
         interval    = 15
         timeout     = 5
         retries     = 3
