@@ -309,13 +309,16 @@ def container(ecs, family: str) -> tuple[dict, dict]:
 
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
-def test_task_definitions_run_the_right_command_with_the_environment_of_the_brief(stack):
+def test_task_definitions_run_the_right_command_with_the_environment_each_service_reads(stack):
+    """Only variables the service reads: the worker publishes no metrics, so it gets no
+    ENVIRONMENT or METRICS_NAMESPACE."""
     ecs = stack.client("ecs")
-    common = {"HOST": "0.0.0.0", "LOG_LEVEL": "INFO", "ENVIRONMENT": "dev", "METRICS_NAMESPACE": "GhostEngine"}
     expected_env = {
-        "orchestrator": {**common, "PORT": "8080", "WORKER_URL": "http://worker.ghost-engine-dev.local:8081",
-                         "JOBS_TABLE_NAME": TABLE, "AWS_REGION": REGION},
-        "worker": {**common, "PORT": "8081"},
+        "orchestrator": {"HOST": "0.0.0.0", "PORT": "8080", "LOG_LEVEL": "INFO",
+                         "WORKER_URL": "http://worker.ghost-engine-dev.local:8081",
+                         "JOBS_TABLE_NAME": TABLE, "AWS_REGION": REGION,
+                         "ENVIRONMENT": "dev", "METRICS_NAMESPACE": "GhostEngine"},
+        "worker": {"HOST": "0.0.0.0", "PORT": "8081", "LOG_LEVEL": "INFO"},
     }
     for name, port in (("orchestrator", 8080), ("worker", 8081)):
         family = f"ghost-engine-{name}-dev"

@@ -56,12 +56,11 @@ locals {
       cpu           = var.worker_cpu
       memory        = var.worker_memory
       desired_count = var.worker_desired_count
+      # The worker publishes no metrics, so no ENVIRONMENT or METRICS_NAMESPACE.
       environment = {
-        HOST              = "0.0.0.0"
-        PORT              = tostring(local.worker_port)
-        LOG_LEVEL         = var.log_level
-        ENVIRONMENT       = var.environment
-        METRICS_NAMESPACE = var.metrics_namespace
+        HOST      = "0.0.0.0"
+        PORT      = tostring(local.worker_port)
+        LOG_LEVEL = var.log_level
       }
     }
   }

@@ -13,7 +13,7 @@ variable "project" {
 
 variable "environment" {
   type        = string
-  description = "Environment name: the last part of every resource name, the services' ENVIRONMENT and the metrics' Environment dimension."
+  description = "Environment name: the last part of every resource name, the orchestrator's ENVIRONMENT and the metrics' Environment dimension."
   default     = "dev"
 
   validation {
@@ -177,7 +177,7 @@ variable "log_level" {
 
 variable "metrics_namespace" {
   type        = string
-  description = "CloudWatch namespace of the services' EMF metrics (METRICS_NAMESPACE) and of the JobFailed alarm."
+  description = "CloudWatch namespace of the orchestrator's EMF metrics (METRICS_NAMESPACE) and of the JobFailed alarm."
   default     = "GhostEngine"
 }
 
