@@ -28,6 +28,7 @@ TABLE = "ghost-engine-jobs-dev"
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}"
 CLUSTER = "ghost-engine-cluster-dev"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role"
+IMAGE_TAG = tf_helpers.STACK_IMAGE_TAG
 STACK_TIMEOUT_S = 900  # covers the session's one apply (~75 s here) on a slow runner
 
 
@@ -76,6 +77,55 @@ def test_module_has_the_standard_files_and_no_backend_block():
                      "logs.tf", "main.tf", "network.tf", "outputs.tf", "variables.tf", "versions.tf"]
     for path in tf_helpers.MODULE_DIR.glob("*.tf"):
         assert 'backend "' not in path.read_text(), path.name
+
+
+# --- Plans with other variables (no apply) ----------------------------------------------------
+
+
+@pytest.fixture
+def unapplied(tmp_path, moto_server) -> tf_helpers.UnappliedModule:
+    """A fresh, initialised copy of the module with no state, planning against moto."""
+    return tf_helpers.unapplied_module(tmp_path, moto_server)
+
+
+def invalid_variables(errors: list[dict]) -> dict[str, str]:
+    """{variable: the module's error_message} for each "Invalid value for variable" error."""
+    assert {e["summary"] for e in errors} == {"Invalid value for variable"}, errors
+    return {e["snippet"]["values"][0]["traversal"].removeprefix("var."): e["detail"].split("\n\n")[0]
+            for e in errors}
+
+
+@requires_terraform
+def test_github_repository_and_image_tag_have_no_default(unapplied):
+    """A plan that sets neither fails on exactly these two: no placeholder reaches the trust
+    policy, and no tag that was never pushed reaches a task definition."""
+    errors = unapplied.plan_errors({})
+    assert sorted((e["summary"], e["snippet"]["code"]) for e in errors) == [
+        ("No value for required variable", 'variable "github_repository" {'),
+        ("No value for required variable", 'variable "image_tag" {'),
+    ]
+    assert all("is not set, and has no default value" in e["detail"] for e in errors)
+
+
+INVALID_VALUES = {
+    "wildcards, latest": {"github_repository": "acme/*", "image_tag": "latest"},
+    "not owner/name, a short SHA": {
+        "github_repository": "repo:acme/ghost-engine:ref:refs/heads/dev", "image_tag": "3f9c2a1"},
+}
+
+
+@requires_terraform
+@pytest.mark.parametrize("case", sorted(INVALID_VALUES))
+def test_invalid_repository_and_image_tag_are_rejected_naming_the_value(unapplied, case):
+    variables = INVALID_VALUES[case]
+    expected = {
+        "github_repository": "github_repository must be owner/name (owner: letters, digits and hyphens; name: "
+                             f"letters, digits, '.', '_', '-'; no wildcards), got \"{variables['github_repository']}\".",
+        "image_tag": "image_tag must be a full 40-character lowercase commit SHA (git rev-parse HEAD), the tag "
+                     f"the pipeline pushes; got \"{variables['image_tag']}\". Tags such as `latest` are never "
+                     "pushed to the IMMUTABLE repositories.",
+    }
+    assert invalid_variables(unapplied.plan_errors(variables)) == {name: expected[name] for name in variables}
 
 
 # --- The applied stack -------------------------------------------------------------------------
@@ -328,7 +378,7 @@ def test_task_definitions_run_the_right_command_with_the_environment_each_servic
         assert task["executionRoleArn"] == f"{ROLE_ARN}/ghost-engine-ecs-execution-dev"
         assert task["taskRoleArn"] == f"{ROLE_ARN}/ghost-engine-{name}-task-dev"
         assert main["name"] == name
-        assert main["image"] == f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ghost-engine-{name}-dev:latest"
+        assert main["image"] == f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ghost-engine-{name}-dev:{IMAGE_TAG}"
         assert main["command"] == ["python", f"{name}.py"]
         assert main["essential"] is True
         assert [(p["containerPort"], p["protocol"]) for p in main["portMappings"]] == [(port, "tcp")]
@@ -472,7 +522,8 @@ def test_plan_ignores_task_definition_revisions_registered_by_the_pipeline(stack
     task, _ = container(ecs, "ghost-engine-worker-dev:1")
     spec = {key: task[key] for key in ("family", "taskRoleArn", "executionRoleArn", "networkMode",
                                        "containerDefinitions", "requiresCompatibilities", "cpu", "memory")}
-    spec["containerDefinitions"][0]["image"] = spec["containerDefinitions"][0]["image"].replace(":latest", ":abc123")
+    image = spec["containerDefinitions"][0]["image"]
+    spec["containerDefinitions"][0]["image"] = image.replace(f":{IMAGE_TAG}", ":3f9c2a1b7e4d5c6f8a9b0c1d2e3f4a5b6c7d8e9f")
     before = ecs.describe_services(cluster=CLUSTER, services=["worker"])["services"][0]["taskDefinition"]
     new_arn = ecs.register_task_definition(**spec)["taskDefinition"]["taskDefinitionArn"]
     ecs.update_service(cluster=CLUSTER, service="worker", taskDefinition=new_arn)

@@ -11,6 +11,9 @@ environment for boto3 / the AWS CLI. Use it from a session fixture::
     @pytest.fixture(scope="session")
     def terraform_stack(tmp_path_factory, request):
         return tf_helpers.shared_stack(tmp_path_factory, request)
+
+``unapplied_module()`` is an initialised copy with no state, for plans with other variables
+(a few seconds each): never a second apply.
 """
 
 from __future__ import annotations
@@ -40,10 +43,14 @@ requires_terraform = pytest.mark.skipif(TERRAFORM is None, reason=SKIP_REASON)
 # TF_PROVIDER_MIRROR. Without a mirror, terraform downloads the provider from the registry.
 DEFAULT_PROVIDER_MIRROR = pathlib.Path("/opt/tf-plugins")
 
-# Variables of the test stack: everything else is the module's defaults (the dev names).
+# The tag of the first task-definition revision: a commit SHA, like every tag the pipeline pushes.
+STACK_IMAGE_TAG = "5af881e0c3b2a1d4e5f60718293a4b5c6d7e8f90"
+# Variables of the test stack: the two required ones, and deletion protection off; everything
+# else is the module's defaults (the dev names).
 STACK_VARS = {
     "deletion_protection_enabled": "false",
     "github_repository": "example-owner/ghost-engine",
+    "image_tag": STACK_IMAGE_TAG,
 }
 # moto reports this many running tasks per ECS service; equal to the desired counts, so
 # services are stable at once.
@@ -114,6 +121,43 @@ def run(args: list[str], cwd: pathlib.Path, env: dict[str, str], timeout: float 
 
 def var_args(variables: dict[str, str]) -> list[str]:
     return [f"-var={name}={value}" for name, value in variables.items()]
+
+
+def error_diagnostics(json_lines: str) -> list[dict[str, Any]]:
+    """The error diagnostics in the output of ``terraform <command> -json``."""
+    messages = [json.loads(line) for line in json_lines.splitlines() if line.startswith("{")]
+    return [m["diagnostic"] for m in messages
+            if m.get("type") == "diagnostic" and m["diagnostic"]["severity"] == "error"]
+
+
+@dataclasses.dataclass
+class UnappliedModule:
+    """An initialised working copy of the module with no state, against a moto server: for plans
+    with other variables than the shared stack's, and for ``terraform import``."""
+
+    module_dir: pathlib.Path
+    tf_env: dict[str, str]
+
+    def terraform(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        return run(list(args), self.module_dir, self.tf_env, ok_codes=ok_codes)
+
+    def plan_errors(self, variables: dict[str, str]) -> list[dict[str, Any]]:
+        """Run a plan that must fail; its error diagnostics."""
+        proc = self.terraform("plan", "-json", "-no-color", *var_args(variables), ok_codes=(1,))
+        return error_diagnostics(proc.stdout)
+
+    def plan_json(self, variables: dict[str, str]) -> dict[str, Any]:
+        """Plan with ``variables``; the plan as ``terraform show -json`` gives it."""
+        self.terraform("plan", "-no-color", "-out=tfplan", *var_args(variables))
+        return json.loads(self.terraform("show", "-json", "tfplan").stdout)
+
+
+def unapplied_module(workdir: pathlib.Path, moto: MotoServer) -> UnappliedModule:
+    """Copy the module to ``workdir`` and ``terraform init`` it, to plan against ``moto``."""
+    module_dir = copy_module(workdir)
+    env = terraform_env(workdir, moto.env())
+    run(["init", "-backend=false", "-no-color"], module_dir, env)
+    return UnappliedModule(module_dir, env)
 
 
 @dataclasses.dataclass

@@ -104,8 +104,12 @@ variable "alb_ingress_cidrs" {
 
 variable "image_tag" {
   type        = string
-  description = "Image tag Terraform puts in the first task-definition revision. Later revisions belong to the deploy pipeline (commit SHA tags); Terraform ignores them."
-  default     = "latest"
+  description = "Image tag of the first task-definition revision: the full 40-character commit SHA of an image already pushed to both ECR repositories (the pipeline tags images with the commit SHA and never pushes `latest` to IMMUTABLE repositories). Later revisions belong to the deploy pipeline; Terraform ignores them."
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{40}$", var.image_tag))
+    error_message = "image_tag must be a full 40-character lowercase commit SHA (git rev-parse HEAD), the tag the pipeline pushes; got \"${var.image_tag}\". Tags such as `latest` are never pushed to the IMMUTABLE repositories."
+  }
 }
 
 variable "orchestrator_desired_count" {
@@ -271,12 +275,11 @@ variable "job_failed_threshold" {
 
 variable "github_repository" {
   type        = string
-  description = "GitHub repository (`owner/name`) whose workflows may assume the deploy role."
-  default     = "owner/ghost-engine"
+  description = "GitHub repository (`owner/name`) whose workflows may assume the deploy role. Required: it goes into the role's OIDC trust policy, so there is no default."
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
-    error_message = "github_repository must look like owner/name."
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9_.-]{1,100}$", var.github_repository))
+    error_message = "github_repository must be owner/name (owner: letters, digits and hyphens; name: letters, digits, '.', '_', '-'; no wildcards), got \"${var.github_repository}\"."
   }
 }
 
