@@ -28,6 +28,8 @@ TABLE = "ghost-engine-jobs-dev"
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}"
 CLUSTER = "ghost-engine-cluster-dev"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role"
+GITHUB_ROLE = "ghost-engine-github-actions-dev"  # github_actions_role_name = null
+GITHUB_OIDC_PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
 IMAGE_TAG = tf_helpers.STACK_IMAGE_TAG
 STACK_TIMEOUT_S = 900  # covers the session's one apply (~75 s here) on a slow runner
 
@@ -108,7 +110,8 @@ def test_github_repository_and_image_tag_have_no_default(unapplied):
 
 
 INVALID_VALUES = {
-    "wildcards, latest": {"github_repository": "acme/*", "image_tag": "latest"},
+    "wildcards, latest, a space": {
+        "github_repository": "acme/*", "image_tag": "latest", "github_actions_role_name": "github actions"},
     "not owner/name, a short SHA": {
         "github_repository": "repo:acme/ghost-engine:ref:refs/heads/dev", "image_tag": "3f9c2a1"},
 }
@@ -116,7 +119,7 @@ INVALID_VALUES = {
 
 @requires_terraform
 @pytest.mark.parametrize("case", sorted(INVALID_VALUES))
-def test_invalid_repository_and_image_tag_are_rejected_naming_the_value(unapplied, case):
+def test_invalid_repository_image_tag_and_role_name_are_rejected_naming_the_value(unapplied, case):
     variables = INVALID_VALUES[case]
     expected = {
         "github_repository": "github_repository must be owner/name (owner: letters, digits and hyphens; name: "
@@ -124,8 +127,48 @@ def test_invalid_repository_and_image_tag_are_rejected_naming_the_value(unapplie
         "image_tag": "image_tag must be a full 40-character lowercase commit SHA (git rev-parse HEAD), the tag "
                      f"the pipeline pushes; got \"{variables['image_tag']}\". Tags such as `latest` are never "
                      "pushed to the IMMUTABLE repositories.",
+        "github_actions_role_name": "github_actions_role_name must be an IAM role name: 1-64 letters, digits "
+                                    "or +=,.@_-.",
     }
     assert invalid_variables(unapplied.plan_errors(variables)) == {name: expected[name] for name in variables}
+
+
+def resource_change(plan: dict, address: str) -> dict:
+    for change in plan["resource_changes"]:
+        if change["address"] == address:
+            return change["change"]
+    raise AssertionError(f"{address} is not in the plan")
+
+
+@requires_terraform
+@pytest.mark.timeout(300)
+def test_an_existing_github_actions_role_is_adopted_by_name_and_import_not_replaced(unapplied, moto_server):
+    """The README's second path: name the existing role, reuse the account's OIDC provider,
+    `terraform import` the role. The plan then updates that role in place (the module's trust
+    policy, for exactly this repository and ref) and creates no provider."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=moto_server.endpoint, region_name=REGION)
+    iam.create_role(RoleName="github-actions-role", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
+                                                "Principal": {"Federated": GITHUB_OIDC_PROVIDER_ARN}}]}))
+    try:
+        variables = {**tf_helpers.STACK_VARS, "github_repository": "Acme-Corp/ghost.engine_2",
+                     "github_actions_role_name": "github-actions-role",
+                     "github_oidc_provider_arn": GITHUB_OIDC_PROVIDER_ARN}
+        unapplied.terraform("import", "-no-color", *tf_helpers.var_args(variables),
+                            "aws_iam_role.github_actions", "github-actions-role")
+        plan = unapplied.plan_json(variables)
+    finally:
+        iam.delete_role(RoleName="github-actions-role")
+    role = resource_change(plan, "aws_iam_role.github_actions")
+    assert (role["actions"], role["after"]["name"]) == (["update"], "github-actions-role")
+    assert json.loads(role["after"]["assume_role_policy"])["Statement"][0]["Condition"] == {"StringEquals": {
+        "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+        "token.actions.githubusercontent.com:sub": "repo:Acme-Corp/ghost.engine_2:ref:refs/heads/main",
+    }}
+    assert [c["address"] for c in plan["resource_changes"] if c["type"] == "aws_iam_openid_connect_provider"] == []
+    assert resource_change(plan, "aws_iam_role_policy.github_deploy")["actions"] == ["create"]
 
 
 # --- The applied stack -------------------------------------------------------------------------
@@ -147,7 +190,7 @@ def test_apply_creates_every_resource_and_the_outputs(stack):
             "orchestrator": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ghost-engine-orchestrator-dev",
             "worker": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ghost-engine-worker-dev",
         },
-        "github_actions_role_arn": f"{ROLE_ARN}/github-actions-role",
+        "github_actions_role_arn": f"{ROLE_ARN}/{GITHUB_ROLE}",
         "jobs_table_arn": TABLE_ARN,
         "jobs_table_name": TABLE,
         "log_group_names": {
@@ -271,11 +314,13 @@ def test_worker_role_has_no_permissions_and_execution_role_only_the_ecs_managed_
 def test_github_role_trusts_only_main_of_the_repository_and_may_only_deploy(stack):
     iam = stack.client("iam")
     providers = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
-    provider_arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    provider_arn = GITHUB_OIDC_PROVIDER_ARN
     assert providers == [{"Arn": provider_arn}]
     assert iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)["ClientIDList"] == ["sts.amazonaws.com"]
 
-    role = iam.get_role(RoleName="github-actions-role")["Role"]
+    # The name is namespaced by project and environment (github_actions_role_name = null).
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"] if "github" in r["RoleName"]] == [GITHUB_ROLE]
+    role = iam.get_role(RoleName=GITHUB_ROLE)["Role"]
     assert role["AssumeRolePolicyDocument"]["Statement"] == [{
         "Sid": "GitHubActionsOidc", "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
         "Principal": {"Federated": provider_arn},
@@ -284,9 +329,9 @@ def test_github_role_trusts_only_main_of_the_repository_and_may_only_deploy(stac
             "token.actions.githubusercontent.com:sub": "repo:example-owner/ghost-engine:ref:refs/heads/main",
         }},
     }]
-    assert iam.list_attached_role_policies(RoleName="github-actions-role")["AttachedPolicies"] == []
-    assert iam.list_role_policies(RoleName="github-actions-role")["PolicyNames"] == ["deploy"]
-    document = iam.get_role_policy(RoleName="github-actions-role", PolicyName="deploy")["PolicyDocument"]
+    assert iam.list_attached_role_policies(RoleName=GITHUB_ROLE)["AttachedPolicies"] == []
+    assert iam.list_role_policies(RoleName=GITHUB_ROLE)["PolicyNames"] == ["deploy"]
+    document = iam.get_role_policy(RoleName=GITHUB_ROLE, PolicyName="deploy")["PolicyDocument"]
     granted = {s["Sid"]: (sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"]),
                           sorted([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"]),
                           s.get("Condition"))

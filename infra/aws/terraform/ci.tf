@@ -13,6 +13,9 @@ resource "aws_iam_openid_connect_provider" "github" {
 
 locals {
   github_oidc_provider_arn = coalesce(var.github_oidc_provider_arn, one(aws_iam_openid_connect_provider.github[*].arn))
+  # Namespaced, so two environments (or an unrelated role) never collide on one name. An
+  # existing role is adopted only on purpose: name it and `terraform import` it (README.md).
+  github_actions_role_name = coalesce(var.github_actions_role_name, "${var.project}-github-actions-${var.environment}")
 }
 
 data "aws_iam_policy_document" "github_assume" {
@@ -40,7 +43,7 @@ data "aws_iam_policy_document" "github_assume" {
 }
 
 resource "aws_iam_role" "github_actions" {
-  name                 = var.github_actions_role_name
+  name                 = local.github_actions_role_name
   description          = "GitHub Actions (${var.github_repository}, ${var.github_ref}) deploys Ghost Engine ${var.environment}"
   assume_role_policy   = data.aws_iam_policy_document.github_assume.json
   max_session_duration = 3600

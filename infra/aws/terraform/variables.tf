@@ -291,8 +291,13 @@ variable "github_ref" {
 
 variable "github_actions_role_name" {
   type        = string
-  description = "Name of the IAM role GitHub Actions assumes through OIDC."
-  default     = "github-actions-role"
+  description = "Name of the IAM role GitHub Actions assumes through OIDC. null means `<project>-github-actions-<environment>`. To adopt an existing role (e.g. `github-actions-role`), set its name and `terraform import aws_iam_role.github_actions <name>` before applying (README.md)."
+  default     = null
+
+  validation {
+    condition     = var.github_actions_role_name == null ? true : can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.github_actions_role_name))
+    error_message = "github_actions_role_name must be an IAM role name: 1-64 letters, digits or +=,.@_-."
+  }
 }
 
 variable "github_oidc_provider_arn" {
