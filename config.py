@@ -9,8 +9,8 @@ exits 2.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from logjson import LEVELS
 

@@ -16,8 +16,9 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import logjson
 from logjson import log
@@ -179,7 +180,7 @@ class Dispatcher:
         raise AssertionError("unreachable")
 
     def _run_once(self, job_id: str, job_input: dict[str, Any], request_id: str | None,
-                  progress: "_ProgressReports") -> dict[str, Any]:
+                  progress: _ProgressReports) -> dict[str, Any]:
         """One worker call: its progress events become heartbeats (see ``_ProgressReports``),
         its result event is the job's output."""
         interval, renew_after = self.config.progress_write_interval_ms / 1000, self.config.lease_seconds / 3

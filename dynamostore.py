@@ -17,7 +17,8 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable, Iterable, NoReturn
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
 
 import boto3
 from botocore.config import Config

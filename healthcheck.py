@@ -14,7 +14,7 @@ from __future__ import annotations
 import http.client
 import os
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 DEFAULT_PORT = 8080
 PATH = "/healthz"

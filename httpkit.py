@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import logjson
 from logjson import log
@@ -142,7 +143,8 @@ class JsonHandler(BaseHTTPRequestHandler):
                 self._send_http_error(mapped)
             else:
                 log.error("unhandled error", exc=exc)
-                self._send_http_error(HTTPError(500, "internal_error", "internal error; see the service log for this requestId"))
+                self._send_http_error(HTTPError(500, "internal_error",
+                                                "internal error; see the service log for this requestId"))
 
     def _mapped(self, exc: Exception) -> HTTPError | None:
         for exc_type, to_http in self.error_map.items():

@@ -27,7 +27,7 @@ job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", de
 
 def iso_utc(epoch_seconds: float) -> str:
     """ISO 8601 UTC with milliseconds, e.g. ``2026-11-28T09:23:02.123Z``."""
-    dt = datetime.datetime.fromtimestamp(epoch_seconds, datetime.timezone.utc)
+    dt = datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

@@ -14,8 +14,9 @@ import re
 import secrets
 import socket
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import httpkit
 import logjson
@@ -48,7 +49,7 @@ class OrchestratorConfig:
     dispatch: DispatchConfig = DispatchConfig()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "OrchestratorConfig":
+    def from_env(cls, environ: Mapping[str, str]) -> OrchestratorConfig:
         env = Env(environ)
         table = env.text("JOBS_TABLE_NAME", "") or None
         d = DispatchConfig
@@ -58,7 +59,8 @@ class OrchestratorConfig:
             max_queued_jobs=env.integer("MAX_QUEUED_JOBS", d.max_queued_jobs, minimum=1),
             dispatch_attempts=env.integer("DISPATCH_ATTEMPTS", d.dispatch_attempts, minimum=1),
             retry_backoff_ms=env.integer("RETRY_BACKOFF_MS", d.retry_backoff_ms),
-            worker_connect_timeout_seconds=env.number("WORKER_CONNECT_TIMEOUT_SECONDS", d.worker_connect_timeout_seconds, 0.1),
+            worker_connect_timeout_seconds=env.number("WORKER_CONNECT_TIMEOUT_SECONDS",
+                                                      d.worker_connect_timeout_seconds, 0.1),
             worker_timeout_seconds=env.number("WORKER_TIMEOUT_SECONDS", d.worker_timeout_seconds, 0.1),
             lease_seconds=env.number("JOB_LEASE_SECONDS", d.lease_seconds, 1.0),
             max_job_attempts=env.integer("MAX_JOB_ATTEMPTS", d.max_job_attempts, minimum=1),
@@ -95,7 +97,7 @@ def public_view(job: dict[str, Any]) -> dict[str, Any]:
     return {k: job.get(k) for k in PUBLIC_FIELDS}
 
 
-def generate_scene(h: "OrchestratorHandler") -> tuple[int, dict[str, Any], dict[str, str]]:
+def generate_scene(h: OrchestratorHandler) -> tuple[int, dict[str, Any], dict[str, str]]:
     try:
         job_input = scene.parse_input(h.read_json(), require_seed=False)
     except ValueError as exc:
@@ -109,7 +111,7 @@ def generate_scene(h: "OrchestratorHandler") -> tuple[int, dict[str, Any], dict[
     return 202, {"jobId": job_id, "statusUrl": status_url}, {"Location": status_url}
 
 
-def job_status(h: "OrchestratorHandler", job_id: str) -> tuple[int, dict[str, Any]]:
+def job_status(h: OrchestratorHandler, job_id: str) -> tuple[int, dict[str, Any]]:
     job = h.app.store.get(job_id) if _UUID_RE.match(job_id) else None
     if job is None:
         raise HTTPError(404, "not_found", f"no job with id {job_id!r}")

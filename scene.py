@@ -10,6 +10,7 @@ scene. ``WORK_PHASES`` names the steps the worker reports progress for.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import re
@@ -82,12 +83,12 @@ def build_scene(prompt: str, seed: int, style: str | None) -> dict[str, Any]:
     style_name = (style or "neutral").strip().lower() or "neutral"
     palette = _PALETTES.get(style_name) or [f"#{rng.randrange(0x1000000):06x}" for _ in range(4)]
     rooms = _rooms(rng, words)
-    scene = {
+    scene: dict[str, Any] = {
         "title": " ".join(words[:6]).title() or "Untitled",
         "style": style_name,
         "palette": palette,
         "rooms": rooms,
-        "doors": [{"from": a["id"], "to": b["id"]} for a, b in zip(rooms, rooms[1:])],
+        "doors": [{"from": a["id"], "to": b["id"]} for a, b in itertools.pairwise(rooms)],
         "entities": _entities(rng, words, rooms),
         "lights": _lights(rng, words, rooms, palette),
     }
@@ -100,7 +101,10 @@ def _rooms(rng: random.Random, words: list[str]) -> list[dict[str, Any]]:
     rooms, x = [], 0
     for i in range(rng.randint(3, 7)):
         kind = kinds[i % len(kinds)]
-        width, height = (rng.randint(8, 16), rng.randint(2, 3)) if kind == "hallway" else (rng.randint(4, 9), rng.randint(4, 9))
+        if kind == "hallway":
+            width, height = rng.randint(8, 16), rng.randint(2, 3)
+        else:
+            width, height = rng.randint(4, 9), rng.randint(4, 9)
         rooms.append({"id": f"r{i}", "kind": kind, "x": x, "y": rng.randint(-2, 2), "w": width, "h": height})
         x += width + 1
     return rooms
@@ -116,7 +120,8 @@ def _entities(rng: random.Random, words: list[str], rooms: list[dict[str, Any]])
     return entities
 
 
-def _lights(rng: random.Random, words: list[str], rooms: list[dict[str, Any]], palette: list[str]) -> list[dict[str, Any]]:
+def _lights(rng: random.Random, words: list[str], rooms: list[dict[str, Any]],
+            palette: list[str]) -> list[dict[str, Any]]:
     dim = any(w in words for w in ("spooky", "dark", "haunted", "creepy", "abandoned"))
     return [{"room": room["id"], "color": rng.choice(palette),
              "intensity": round(rng.uniform(0.1, 0.4) if dim else rng.uniform(0.5, 1.0), 3),

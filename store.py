@@ -20,7 +20,8 @@ import enum
 import json
 import threading
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from logjson import iso_utc
 

@@ -20,8 +20,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import httpkit
 import logjson
@@ -44,7 +45,7 @@ class WorkerConfig:
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "WorkerConfig":
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerConfig:
         env = Env(environ)
         return cls(
             host=env.text("HOST", cls.host),
@@ -105,12 +106,13 @@ def parse_process_request(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise HTTPError(400, "invalid_request", f"payload: {exc}") from None
 
 
-def process(h: "WorkerHandler") -> tuple[int, dict[str, Any]] | None:
+def process(h: WorkerHandler) -> tuple[int, dict[str, Any]] | None:
     job_id, payload = parse_process_request(h.read_json())
     logjson.job_id.set(job_id)
     worker: Worker = h.app
     if not worker.slots.acquire(blocking=False):
-        raise HTTPError(503, "busy", f"the worker is running its limit of {worker.config.max_concurrent_jobs} jobs; retry later",
+        limit = worker.config.max_concurrent_jobs
+        raise HTTPError(503, "busy", f"the worker is running its limit of {limit} jobs; retry later",
                         {"Retry-After": "1"})
     try:
         log.info("job started", seed=payload["seed"], style=payload["style"])
@@ -128,7 +130,7 @@ def process(h: "WorkerHandler") -> tuple[int, dict[str, Any]] | None:
         worker.slots.release()
 
 
-def _stream(h: "WorkerHandler", events: Iterator[dict[str, Any]]) -> None:
+def _stream(h: WorkerHandler, events: Iterator[dict[str, Any]]) -> None:
     h.start_chunked(200, NDJSON)
     for event in events:
         h.write_chunk(logjson.dumps(event).encode("utf-8") + b"\n")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import urllib.parse
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 class WorkerError(Exception):
@@ -45,7 +45,7 @@ class WorkerClient:
         try:
             try:
                 conn.connect()
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 raise WorkerError(f"worker unreachable at {self.base_url}: no connection within "
                                   f"{self._connect_timeout:g} s", transient=True) from None
             except OSError as exc:
@@ -54,8 +54,9 @@ class WorkerClient:
                 conn.sock.settimeout(self._idle_timeout)
                 conn.request("POST", self._path, body, headers)
                 resp = conn.getresponse()
-            except (socket.timeout, TimeoutError):
-                raise WorkerError(f"worker at {self.base_url} did not answer within {self._idle_timeout:g} s", transient=True) from None
+            except TimeoutError:
+                raise WorkerError(f"worker at {self.base_url} did not answer within {self._idle_timeout:g} s",
+                                  transient=True) from None
             except (OSError, http.client.HTTPException) as exc:
                 raise WorkerError(f"worker unreachable at {self.base_url}: {exc}", transient=True) from None
             self._check_status(resp)
@@ -88,10 +89,12 @@ class WorkerClient:
                     yield event
                     return
                 yield event
-        except (socket.timeout, TimeoutError):
-            raise WorkerError(f"worker at {self.base_url} sent nothing for {self._idle_timeout:g} s", transient=True) from None
+        except TimeoutError:
+            raise WorkerError(f"worker at {self.base_url} sent nothing for {self._idle_timeout:g} s",
+                              transient=True) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise WorkerError(f"connection to worker at {self.base_url} broke mid-job: {exc!r}", transient=True) from None
+            raise WorkerError(f"connection to worker at {self.base_url} broke mid-job: {exc!r}",
+                              transient=True) from None
         raise WorkerError(f"worker at {self.base_url} closed the stream before sending a result", transient=True)
 
 

@@ -70,11 +70,13 @@ def main(argv: list[str]) -> int:
             env.update(LOCAL_AWS, AWS_ENDPOINT_URL=endpoint,
                        JOBS_TABLE_NAME=env.get("JOBS_TABLE_NAME") or "ghost-engine-jobs-dev")
             moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(args.moto_port)]
-            procs.append(subprocess.Popen(moto, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(subprocess.Popen(moto, cwd=ROOT, env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_ready(f"{endpoint}/moto-api/", procs[-1])
             subprocess.run([sys.executable, "dynamostore.py", "create-table"], cwd=ROOT, env=env, check=True)
         worker_url = f"http://127.0.0.1:{args.worker_port}"
-        procs.append(start([sys.executable, "worker.py"], {**env, "PORT": str(args.worker_port)}, f"{worker_url}/healthz"))
+        procs.append(start([sys.executable, "worker.py"], {**env, "PORT": str(args.worker_port)},
+                           f"{worker_url}/healthz"))
         procs.append(start([sys.executable, "orchestrator.py"],
                            {**env, "PORT": str(args.port), "WORKER_URL": worker_url},
                            f"http://127.0.0.1:{args.port}/healthz"))

@@ -7,6 +7,7 @@ import json
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+
 from polling import wait_until
 
 TERMINAL = ("done", "failed")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -36,7 +36,7 @@ os.environ.update(AWS_TEST_ENV)
 
 # In-process servers may log after a test's ``logs`` capture ended (the access line follows
 # the response): between tests their lines go nowhere rather than to the runner's output.
-logjson.log.stream = open(os.devnull, "w", encoding="utf-8")
+logjson.log.stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open for the session
 
 
 def free_port() -> int:
@@ -134,7 +134,7 @@ class MotoServer:
         return {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": self.endpoint}
 
     @classmethod
-    def restart(cls, old: "MotoServer") -> "MotoServer":
+    def restart(cls, old: MotoServer) -> MotoServer:
         """A new, empty server on the same port as ``old`` (which must be stopped)."""
         return cls(old.extra_env, port=old.port)
 
@@ -165,7 +165,7 @@ class Service:
         self.log_path = tmp_path / f"{pathlib.Path(script).stem}-{self.port}.log"
         full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "PYTHONUNBUFFERED": "1",
                     **(env or {})}
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the process's stdout until stop()
         self.proc = subprocess.Popen([sys.executable, str(ROOT / script)], env=full_env, cwd=ROOT,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         if wait:

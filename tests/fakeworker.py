@@ -8,8 +8,8 @@ import contextlib
 import json
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
 
 PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 OUTPUT = {"seed": 123, "scene": {"title": "Fake"}, "digest": "sha256:fake"}

@@ -7,7 +7,7 @@ import io
 import json
 import re
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import logjson
 from polling import wait_until

@@ -10,14 +10,14 @@ import pytest
 
 import scene
 import worker
+from conftest import serving_in_thread
 from dispatcher import DispatchConfig, Dispatcher, QueueFull
-from fakeworker import (OUTPUT, PAYLOAD, RESULT, error_json, fake_workers, line, progress, stream)
+from fakeworker import OUTPUT, PAYLOAD, RESULT, error_json, fake_workers, line, progress, stream
 from httpkit import Server
 from logcapture import wait_for_line
 from polling import wait_until
 from store import MemoryStore
 from workerclient import WorkerClient
-from conftest import serving_in_thread
 
 OWNER = "orch-test"
 

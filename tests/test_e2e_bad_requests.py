@@ -150,4 +150,4 @@ def test_service_keeps_serving_after_the_battery(orch):
     assert (reply.status, reply.json) == (200, {"ok": True})
     for line in orch.lines():
         assert "Traceback" not in json.dumps(line) or line["level"] == "ERROR"
-    assert not [l for l in orch.lines() if l["level"] == "ERROR"]
+    assert not [x for x in orch.lines() if x["level"] == "ERROR"]

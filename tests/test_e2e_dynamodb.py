@@ -94,8 +94,8 @@ def test_a_job_whose_orchestrator_crashed_is_recovered_by_another(services, tabl
     assert min(s["progress"] for s in snapshots) >= before["progress"]  # never went backwards
     recovery_s = time.monotonic() - killed_at
     print(f"crashed job recovered and done {recovery_s:.1f}s after the kill (lease 2s, work 3s)")
-    lines = [l for l in rescuer.lines() if l.get("jobId") == job_id]
-    assert [l["message"] for l in lines][:2] == ["recovering job with expired lease", "job claimed"]
+    lines = [x for x in rescuer.lines() if x.get("jobId") == job_id]
+    assert [x["message"] for x in lines][:2] == ["recovering job with expired lease", "job claimed"]
 
 
 def test_a_job_that_keeps_losing_its_orchestrator_fails_after_max_attempts(services, table_env):
@@ -123,7 +123,7 @@ def test_two_orchestrators_share_one_table_and_never_run_a_job_twice(services, t
         other = b if ids.index(job_id) < 4 else a
         final = poll(other.url, job_id, timeout=30)[-1]
         assert (final["state"], final["attempts"]) == ("done", 1)
-    started = [l["jobId"] for l in worker.lines() if l["message"] == "job started"]
+    started = [x["jobId"] for x in worker.lines() if x["message"] == "job started"]
     assert sorted(started) == sorted(ids)
 
 
@@ -139,7 +139,7 @@ def test_sigterm_hands_queued_jobs_back_to_another_orchestrator(services, table_
     staying = services("orchestrator.py", env)
     leaving.signal(15)
     assert leaving.wait(timeout=30) == 0
-    handed_back = {l["jobId"] for l in leaving.lines() if l["message"] == "job handed back"}
+    handed_back = {x["jobId"] for x in leaving.lines() if x["message"] == "job handed back"}
     assert handed_back == set(ids[1:])
     finals = [poll(staying.url, j, timeout=30)[-1] for j in ids]
     assert [f["state"] for f in finals] == ["done", "done", "done"]

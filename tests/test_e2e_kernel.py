@@ -145,12 +145,12 @@ def test_request_id_is_echoed_and_threads_the_job_through_both_services(stack):
     assert reply.headers["x-request-id"] == "smoke-req-42"
     job_id = reply.json["jobId"]
     poll(orch.url, job_id)
-    worker_lines = [l for l in worker.lines() if l.get("jobId") == job_id]
-    assert [l["message"] for l in worker_lines] == ["job started", "job finished", "request"]
-    assert {l["requestId"] for l in worker_lines} == {"smoke-req-42"}
-    orch_lines = [l for l in orch.lines() if l.get("jobId") == job_id]
-    assert {"job accepted", "job claimed", "job finished"} <= {l["message"] for l in orch_lines}
-    assert {l["requestId"] for l in orch_lines} == {"smoke-req-42"}
+    worker_lines = [x for x in worker.lines() if x.get("jobId") == job_id]
+    assert [x["message"] for x in worker_lines] == ["job started", "job finished", "request"]
+    assert {x["requestId"] for x in worker_lines} == {"smoke-req-42"}
+    orch_lines = [x for x in orch.lines() if x.get("jobId") == job_id]
+    assert {"job accepted", "job claimed", "job finished"} <= {x["message"] for x in orch_lines}
+    assert {x["requestId"] for x in orch_lines} == {"smoke-req-42"}
 
 
 def test_amzn_trace_id_is_the_request_id_when_no_x_request_id(stack):
@@ -167,7 +167,7 @@ def test_sigterm_lets_the_running_job_finish_and_exits_zero(stack):
     orch.signal(signal.SIGTERM)
     assert orch.wait(timeout=30) == 0
     lines = orch.lines()
-    finished = [l for l in lines if l["message"] == "job finished" and l.get("jobId") == job_id]
+    finished = [x for x in lines if x["message"] == "job finished" and x.get("jobId") == job_id]
     assert finished and finished[0]["state"] == "done"
     assert lines[-1]["message"] == "stopped"
     worker.signal(signal.SIGTERM)
@@ -190,10 +190,10 @@ def test_every_stdout_line_is_json_with_the_required_keys(services, script):
     svc.signal(signal.SIGINT)
     assert svc.wait(timeout=30) == 0
     lines = svc.lines()
-    messages = [l["message"] for l in lines]
+    messages = [x["message"] for x in lines]
     assert messages[0] == "store selected" if script == "orchestrator.py" else messages[0] == "listening"
     assert "stopping" in messages and messages[-1] == "stopped"
-    access = [{k: l[k] for k in ("method", "path", "status")} for l in lines if l["message"] == "request"]
+    access = [{k: x[k] for k in ("method", "path", "status")} for x in lines if x["message"] == "request"]
     assert access[-1] == {"method": "GET", "path": "/nope", "status": 404}
     for line in lines:
         assert list(line)[:4] == ["timestamp", "level", "service", "message"]

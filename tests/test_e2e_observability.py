@@ -45,17 +45,17 @@ def test_every_line_is_json_with_the_required_keys_in_order(two_jobs):
 
 
 def test_one_request_id_threads_each_job_through_both_services(two_jobs):
-    ok_lines = [l for l in two_jobs["lines"] if l.get("jobId") == two_jobs["ok"]]
-    assert {l["service"] for l in ok_lines} == {"orchestrator", "worker"}
-    assert {l["requestId"] for l in ok_lines} == {"req-ok"}
-    worker_messages = [l["message"] for l in ok_lines if l["service"] == "worker"]
+    ok_lines = [x for x in two_jobs["lines"] if x.get("jobId") == two_jobs["ok"]]
+    assert {x["service"] for x in ok_lines} == {"orchestrator", "worker"}
+    assert {x["requestId"] for x in ok_lines} == {"req-ok"}
+    worker_messages = [x["message"] for x in ok_lines if x["service"] == "worker"]
     assert worker_messages == ["job started", "job finished", "request"]
-    bad_lines = [l for l in two_jobs["lines"] if l.get("jobId") == two_jobs["bad"]]
-    assert {l["requestId"] for l in bad_lines} == {"Root=1-6789abcd-0123456789abcdef01234567"}
+    bad_lines = [x for x in two_jobs["lines"] if x.get("jobId") == two_jobs["bad"]]
+    assert {x["requestId"] for x in bad_lines} == {"Root=1-6789abcd-0123456789abcdef01234567"}
 
 
 def test_the_failure_cause_is_in_one_error_line_with_the_job_id(two_jobs):
-    errors = [l for l in two_jobs["lines"] if l["level"] == "ERROR"]
+    errors = [x for x in two_jobs["lines"] if x["level"] == "ERROR"]
     assert len(errors) == 1
     line = errors[0]
     worker_url = two_jobs["worker"].url
@@ -65,13 +65,13 @@ def test_the_failure_cause_is_in_one_error_line_with_the_job_id(two_jobs):
     assert line["error"]["message"].startswith(f"worker unreachable at {worker_url}: ")
     assert "Connection refused" in line["error"]["message"]
     assert "Traceback (most recent call last)" in line["error"]["stack"]
-    retries = [l for l in two_jobs["lines"] if l["message"] == "worker call failed; retrying"]
-    assert [l["attempt"] for l in retries] == [1, 2]
-    assert all(l["jobId"] == two_jobs["bad"] and l["level"] == "WARNING" for l in retries)
+    retries = [x for x in two_jobs["lines"] if x["message"] == "worker call failed; retrying"]
+    assert [x["attempt"] for x in retries] == [1, 2]
+    assert all(x["jobId"] == two_jobs["bad"] and x["level"] == "WARNING" for x in retries)
 
 
 def test_emf_lines_are_valid_and_count_one_success_and_one_failure(two_jobs):
-    emf = [l for l in two_jobs["lines"] if "_aws" in l]
+    emf = [x for x in two_jobs["lines"] if "_aws" in x]
     assert len(emf) == 2
     for doc in emf:
         assert_emf_valid(doc)

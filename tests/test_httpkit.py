@@ -12,9 +12,9 @@ import pytest
 
 import httpkit
 import logjson
+from conftest import serving_in_thread
 from httpkit import HTTPError, JsonHandler, Router, Server
 from logcapture import wait_for_line
-from conftest import serving_in_thread
 
 HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
 

@@ -18,11 +18,11 @@ import dynamostore
 import orchestrator
 import store
 from config import ConfigError
+from conftest import ROOT, serving_in_thread
 from dispatcher import DispatchConfig, Dispatcher
 from httpkit import HTTPError, Server
 from orchestrator import OrchestratorConfig
 from workerclient import WorkerClient
-from conftest import ROOT, serving_in_thread
 
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

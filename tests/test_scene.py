@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -183,7 +184,7 @@ def test_scene_structure_is_consistent():
         s = scene.build_scene("a creepy abandoned chapel", seed, "noir")["scene"]
         room_ids = [room["id"] for room in s["rooms"]]
         assert 3 <= len(room_ids) <= 7
-        assert s["doors"] == [{"from": a, "to": b} for a, b in zip(room_ids, room_ids[1:])]
+        assert s["doors"] == [{"from": a, "to": b} for a, b in itertools.pairwise(room_ids)]
         assert len(room_ids) <= len(s["entities"]) <= 2 * len(room_ids)
         assert [light["room"] for light in s["lights"]] == room_ids
         assert all(0.1 <= light["intensity"] <= 0.4 for light in s["lights"])  # "creepy": dim

@@ -8,14 +8,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import dynamostore
 from dynalite_server import INSTALL_HINT, DynaliteServer, ensure_dynalite
-from store import IllegalTransition, JobExists, JobNotFound, JobState, JobStore, LeaseLost, MemoryStore
 from polling import wait_until
+from store import IllegalTransition, JobExists, JobNotFound, JobState, JobStore, LeaseLost, MemoryStore
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 LEASE_MS = 30_000

@@ -4,6 +4,7 @@ sequence (with a fake clock and a real one), and the HTTP handler in a thread.""
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 
 import pytest
@@ -11,10 +12,10 @@ import pytest
 import scene
 import worker
 from config import ConfigError
-from httpkit import HTTPError, Server
-from worker import Worker, WorkerConfig
-from logcapture import wait_for_line
 from conftest import serving_in_thread
+from httpkit import HTTPError, Server
+from logcapture import wait_for_line
+from worker import Worker, WorkerConfig
 
 PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 
@@ -158,7 +159,7 @@ def test_run_progress_stays_strictly_increasing_and_within_1_when_the_clock_move
     events = list(Worker(WorkerConfig(work_ms=1000, progress_tick_ms=50)).run("j", PAYLOAD))
     values = [e["progress"] for e in events[:-1]]
     assert [v for v in values if not 0 < v <= 1.0] == []
-    assert [(a, b) for a, b in zip(values, values[1:]) if b <= a] == []
+    assert [(a, b) for a, b in itertools.pairwise(values) if b <= a] == []
     assert values[-1] == 1.0
 
 
@@ -166,7 +167,7 @@ def test_run_in_real_time_reports_increasing_progress_with_ticks_in_every_phase(
     events = list(Worker(WorkerConfig(work_ms=400, progress_tick_ms=10)).run("job-rt", PAYLOAD))
     progress_events, result = events[:-1], events[-1]
     values = [e["progress"] for e in progress_events]
-    assert all(b > a for a, b in zip(values, values[1:])), values
+    assert all(b > a for a, b in itertools.pairwise(values)), values
     assert values[-1] == 1.0
     for index, step in enumerate(scene.WORK_PHASES):
         inside = [e["progress"] for e in progress_events

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from fakeworker import OUTPUT, PAYLOAD, RESULT, error_json, error_text, fake_workers, progress, stream, stream_cut_mid_chunk
+from fakeworker import (OUTPUT, PAYLOAD, RESULT, error_json, error_text, fake_workers, progress, stream,
+                        stream_cut_mid_chunk)
 from workerclient import WorkerClient, WorkerError
 
 
