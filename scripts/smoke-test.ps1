@@ -4,12 +4,15 @@
 # scene job, follows /status (one line per change of state or progress) and prints
 # the result. Needs PowerShell 7 (Invoke-WebRequest -SkipHttpErrorCheck).
 # Line-for-line port of scripts/smoke-test.sh (same arguments, environment variables,
-# output and exit codes): change both together.
+# output and exit codes; each function names its bash twin): change both together.
 #Requires -Version 7.0
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
+# Invoke-WebRequest would otherwise draw a progress bar for every request.
+$ProgressPreference = 'SilentlyContinue'
 
+Set-Variable -Option Constant -Name PROG -Value (Split-Path -Leaf $PSCommandPath)
 Set-Variable -Option Constant -Name DEFAULT_BASE_URL -Value 'http://localhost:8080'
 Set-Variable -Option Constant -Name DEFAULT_TIMEOUT_SECONDS -Value '120'
 Set-Variable -Option Constant -Name DEFAULT_INTERVAL_SECONDS -Value '0.5'
@@ -29,10 +32,10 @@ $script:statusUrl = ''
 $script:httpStatus = ''
 $script:httpBody = ''
 
+# bash: usage
 function Get-Usage {
-  $name = Split-Path -Leaf $PSCommandPath
   @"
-Usage: $name [options] [BASE_URL]
+Usage: $PROG [options] [BASE_URL]
 
 Submits one scene job to the orchestrator at BASE_URL, follows it to the end and
 prints the result.
@@ -52,17 +55,20 @@ Exit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage.
 "@
 }
 
-function Stop-WithError([string]$Message) {
-  [Console]::Error.WriteLine("error: $Message")
+# bash: die
+function Exit-WithError([string]$Message) {
+  [Console]::Error.WriteLine("${PROG}: $Message")
   exit 1
 }
 
-function Stop-WithUsageError([string]$Message) {
-  [Console]::Error.WriteLine("error: $Message")
+# bash: usage_error
+function Exit-WithUsageError([string]$Message) {
+  [Console]::Error.WriteLine("${PROG}: $Message")
   [Console]::Error.WriteLine((Get-Usage))
   exit 2
 }
 
+# bash: parse_args
 function Read-Arguments([string[]]$Argv) {
   $haveUrl = $false
   $i = 0
@@ -71,7 +77,7 @@ function Read-Arguments([string[]]$Argv) {
     switch -CaseSensitive -Regex ($arg) {
       '^(-h|--help)$' { Write-Output (Get-Usage); exit 0 }
       '^(-t|--timeout|-i|--interval|-p|--prompt|-s|--seed|--style)$' {
-        if ($i + 1 -ge $Argv.Count) { Stop-WithUsageError "$arg needs a value" }
+        if ($i + 1 -ge $Argv.Count) { Exit-WithUsageError "$arg needs a value" }
         switch -CaseSensitive -Regex ($arg) {
           '^(-t|--timeout)$' { $script:timeout = $Argv[$i + 1] }
           '^(-i|--interval)$' { $script:interval = $Argv[$i + 1] }
@@ -80,22 +86,22 @@ function Read-Arguments([string[]]$Argv) {
           '^--style$' { $script:style = $Argv[$i + 1] }
         }
         $i += 2; break }
-      '^-' { Stop-WithUsageError "unknown option: $arg" }
+      '^-' { Exit-WithUsageError "unknown option: $arg" }
       default {
-        if ($haveUrl) { Stop-WithUsageError "too many arguments: $arg" }
+        if ($haveUrl) { Exit-WithUsageError "too many arguments: $arg" }
         $script:baseUrl = $arg; $haveUrl = $true; $i += 1 }
     }
   }
   if ($script:timeout -cnotmatch '^[1-9][0-9]*$') {
-    Stop-WithUsageError "timeout must be a whole number of seconds > 0, got '$($script:timeout)'" }
+    Exit-WithUsageError "timeout must be a whole number of seconds > 0, got '$($script:timeout)'" }
   if ($script:interval -cnotmatch '^[0-9]*\.?[0-9]+$') {
-    Stop-WithUsageError "interval must be a number of seconds, got '$($script:interval)'" }
-  if ($script:seed -cnotmatch '^-?[0-9]+$') { Stop-WithUsageError "seed must be an integer, got '$($script:seed)'" }
-  if (-not $script:prompt) { Stop-WithUsageError 'prompt must not be empty' }
+    Exit-WithUsageError "interval must be a number of seconds, got '$($script:interval)'" }
+  if ($script:seed -cnotmatch '^-?[0-9]+$') { Exit-WithUsageError "seed must be an integer, got '$($script:seed)'" }
+  if (-not $script:prompt) { Exit-WithUsageError 'prompt must not be empty' }
   $script:baseUrl = $script:baseUrl.TrimEnd('/')
 }
 
-# Sends METHOD URL [JSON]; sets httpStatus and httpBody. Returns $false if nothing answered.
+# bash: http. Sends METHOD URL [JSON]; sets httpStatus and httpBody. Returns $false if nothing answered.
 function Invoke-Http([string]$Method, [string]$Url, [string]$Data = '') {
   $request = @{ Method = $Method; Uri = $Url; TimeoutSec = $REQUEST_TIMEOUT_SECONDS; SkipHttpErrorCheck = $true
     Headers = @{ 'X-Request-Id' = $script:requestId; 'Accept' = 'application/json' } }
@@ -108,10 +114,10 @@ function Invoke-Http([string]$Method, [string]$Url, [string]$Data = '') {
   return $true
 }
 
-# The field at a dotted path of JSON: strings raw, null or absent as nothing, anything
-# else as JSON (objects and lists indented).
+# bash: json_get. The field at a dotted path of JSON: strings raw, null or absent as nothing,
+# anything else as JSON (objects and lists indented).
 function Get-JsonField([string]$Json, [string]$Path) {
-  try { $value = ConvertFrom-Json -InputObject $Json } catch { Stop-WithError 'the server did not answer JSON' }
+  try { $value = ConvertFrom-Json -InputObject $Json } catch { Exit-WithError 'the server did not answer JSON' }
   foreach ($key in $Path.Split('.')) {
     $property = if ($value -is [pscustomobject]) { $value.PSObject.Properties[$key] } else { $null }
     $value = if ($property) { $property.Value } else { $null }
@@ -121,57 +127,68 @@ function Get-JsonField([string]$Json, [string]$Path) {
   return ''
 }
 
-function Test-Health {
-  if (-not (Invoke-Http 'GET' "$($script:baseUrl)/healthz")) { Stop-WithError "cannot reach $($script:baseUrl)/healthz" }
-  if ($script:httpStatus -ne '200') { Stop-WithError "GET /healthz answered HTTP $($script:httpStatus): $($script:httpBody)" }
-  if ((Get-JsonField $script:httpBody 'ok') -ne 'true') { Stop-WithError "GET /healthz is not ok: $($script:httpBody)" }
+# bash: new_request_id. A random smoke-<12 hex digits> id for the X-Request-Id header.
+function New-RequestId {
+  'smoke-' + [guid]::NewGuid().ToString('N').Substring(0, 12)
+}
+
+# bash: check_health
+function Assert-Health {
+  if (-not (Invoke-Http 'GET' "$($script:baseUrl)/healthz")) { Exit-WithError "cannot reach $($script:baseUrl)/healthz" }
+  if ($script:httpStatus -ne '200') { Exit-WithError "GET /healthz answered HTTP $($script:httpStatus): $($script:httpBody)" }
+  if ((Get-JsonField $script:httpBody 'ok') -ne 'true') { Exit-WithError "GET /healthz is not ok: $($script:httpBody)" }
   Write-Output 'healthz ok'
 }
 
-# Posts the job; sets jobId and statusUrl.
+# bash: submit_job. Posts the job; sets jobId and statusUrl. The seed goes into the body as the
+# digits of the integer it is, whatever its size (as the bash script's Python does): the server,
+# not this script, refuses one past 64 bits.
 function Submit-Job {
-  $body = [ordered]@{ prompt = $script:prompt; seed = [long]$script:seed }
-  if ($script:style) { $body.style = $script:style }
-  $data = ConvertTo-Json -InputObject $body -Compress
-  if (-not (Invoke-Http 'POST' "$($script:baseUrl)/generate-scene" $data)) { Stop-WithError "cannot reach $($script:baseUrl)/generate-scene" }
-  if ($script:httpStatus -ne '202') { Stop-WithError "POST /generate-scene answered HTTP $($script:httpStatus): $($script:httpBody)" }
+  $seedDigits = [Numerics.BigInteger]::Parse($script:seed, $INVARIANT).ToString($INVARIANT)
+  $fields = @("`"prompt`":$(ConvertTo-Json -InputObject $script:prompt -Compress)", "`"seed`":$seedDigits")
+  if ($script:style) { $fields += "`"style`":$(ConvertTo-Json -InputObject $script:style -Compress)" }
+  $data = '{' + ($fields -join ',') + '}'
+  if (-not (Invoke-Http 'POST' "$($script:baseUrl)/generate-scene" $data)) { Exit-WithError "cannot reach $($script:baseUrl)/generate-scene" }
+  if ($script:httpStatus -ne '202') { Exit-WithError "POST /generate-scene answered HTTP $($script:httpStatus): $($script:httpBody)" }
   $script:jobId = Get-JsonField $script:httpBody 'jobId'
   $script:statusUrl = $script:baseUrl + (Get-JsonField $script:httpBody 'statusUrl')
   Write-Output "job $($script:jobId) submitted"
 }
 
+# bash: follow_job
 function Watch-Job {
-  $start = [Diagnostics.Stopwatch]::StartNew()
+  $clock = [Diagnostics.Stopwatch]::StartNew()
   $last = ''
   while ($true) {
-    if (-not (Invoke-Http 'GET' $script:statusUrl)) { Stop-WithError "cannot reach $($script:statusUrl)" }
-    if ($script:httpStatus -ne '200') { Stop-WithError "GET $($script:statusUrl) answered HTTP $($script:httpStatus): $($script:httpBody)" }
-    try { $null = ConvertFrom-Json -InputObject $script:httpBody } catch { Stop-WithError 'GET /status did not answer JSON' }
-    $elapsed = $start.Elapsed.TotalSeconds.ToString('F1', $INVARIANT).PadLeft(5)
+    if (-not (Invoke-Http 'GET' $script:statusUrl)) { Exit-WithError "cannot reach $($script:statusUrl)" }
+    if ($script:httpStatus -ne '200') { Exit-WithError "GET $($script:statusUrl) answered HTTP $($script:httpStatus): $($script:httpBody)" }
+    try { $null = ConvertFrom-Json -InputObject $script:httpBody } catch { Exit-WithError 'GET /status did not answer JSON' }
     $state = Get-JsonField $script:httpBody 'state'
     $percent = [int][math]::Round([double](Get-JsonField $script:httpBody 'progress') * 100)
+    $seconds = $clock.Elapsed.TotalSeconds
     if ("$state $percent" -ne $last) {
-      Write-Output ('[{0}s] {1,-8} {2,3}%' -f $elapsed, $state, $percent)
+      Write-Output ('[{0,5}s] {1,-8} {2,3}%' -f $seconds.ToString('F1', $INVARIANT), $state, $percent)
       $last = "$state $percent"
     }
     switch ($state) {
       'done' { Write-Output 'result:'; Write-Output (Get-JsonField $script:httpBody 'result'); return }
-      'failed' { Stop-WithError "job $($script:jobId) failed: $(Get-JsonField $script:httpBody 'error')" }
+      'failed' { Exit-WithError "job $($script:jobId) failed: $(Get-JsonField $script:httpBody 'error')" }
     }
-    if ([int]$elapsed.Trim().Split('.')[0] -ge [int]$script:timeout) {
-      Stop-WithError "job $($script:jobId) not finished after $($script:timeout)s (last: $state $percent%)" }
+    if ([math]::Floor($seconds) -ge [int]$script:timeout) {
+      Exit-WithError "job $($script:jobId) not finished after $($script:timeout)s (last: $state $percent%)" }
     Start-Sleep -Milliseconds ([int]([double]::Parse($script:interval, $INVARIANT) * 1000))
   }
 }
 
-function Main([string[]]$Argv) {
-  Read-Arguments $Argv
-  $script:requestId = 'smoke-' + [guid]::NewGuid().ToString('N').Substring(0, 12)
+# bash: main
+function Invoke-Main([string[]]$Arguments) {
+  Read-Arguments $Arguments
+  $script:requestId = New-RequestId
   Write-Output "smoke test of $($script:baseUrl) (X-Request-Id: $($script:requestId))"
-  Test-Health
+  Assert-Health
   Submit-Job
   Watch-Job
   exit 0
 }
 
-Main $args
+Invoke-Main $args

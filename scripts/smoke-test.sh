@@ -2,11 +2,13 @@
 #
 # Smoke test of a running Ghost Engine orchestrator: checks /healthz, submits one
 # scene job, follows /status (one line per change of state or progress) and prints
-# the result. Needs curl and python3 (python3 reads the JSON; jq is not assumed).
+# the result. Needs bash 5 ($EPOCHREALTIME), curl, od, and python3 for the JSON only (it builds
+# the request body and reads the answers; jq is not assumed).
 # scripts/smoke-test.ps1 is a line-for-line PowerShell port: change both together.
 
 set -o errexit -o nounset -o pipefail
 
+readonly PROG="${0##*/}"
 readonly DEFAULT_BASE_URL="http://localhost:8080"
 readonly DEFAULT_TIMEOUT_SECONDS=120
 readonly DEFAULT_INTERVAL_SECONDS=0.5
@@ -18,23 +20,23 @@ import json, sys
 try:
     value = json.load(sys.stdin)
 except ValueError:
-    sys.exit("error: the server did not answer JSON")
-for key in sys.argv[1].split("."):
+    sys.exit(sys.argv[1] + ": the server did not answer JSON")
+for key in sys.argv[2].split("."):
     value = value.get(key) if isinstance(value, dict) else None
 if isinstance(value, str):
     print(value)
 elif value is not None:
     print(json.dumps(value, indent=2 if isinstance(value, (dict, list)) else None))
 '
-# Prints "<elapsed seconds>\t<state>\t<progress percent>" for a /status body on stdin.
-readonly STATUS_LINE_PY='
-import json, sys, time
+# Prints "<state>\t<progress percent>" for a /status body on stdin.
+readonly STATUS_FIELDS_PY='
+import json, sys
 try:
     doc = json.load(sys.stdin)
 except ValueError:
-    sys.exit("error: GET /status did not answer JSON")
+    sys.exit(sys.argv[1] + ": GET /status did not answer JSON")
 state, percent = doc.get("state"), round(float(doc.get("progress") or 0) * 100)
-print(f"{time.time() - float(sys.argv[1]):5.1f}\t{state}\t{percent}")
+print(f"{state}\t{percent}")
 '
 readonly REQUEST_BODY_PY='
 import json, sys
@@ -57,7 +59,7 @@ http_body=""
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") [options] [BASE_URL]
+Usage: ${PROG} [options] [BASE_URL]
 
 Submits one scene job to the orchestrator at BASE_URL, follows it to the end and
 prints the result.
@@ -78,12 +80,12 @@ EOF
 }
 
 die() {
-  echo "error: $*" >&2
+  echo "${PROG}: $*" >&2
   exit 1
 }
 
 usage_error() {
-  echo "error: $*" >&2
+  echo "${PROG}: $*" >&2
   usage >&2
   exit 2
 }
@@ -132,7 +134,19 @@ http() {
 }
 
 json_get() {
-  python3 -c "${JSON_GET_PY}" "$2" <<<"$1"
+  python3 -c "${JSON_GET_PY}" "${PROG}" "$2" <<<"$1"
+}
+
+# Microseconds since the epoch, from bash's clock ($EPOCHREALTIME without its decimal point).
+now_us() {
+  echo "${EPOCHREALTIME//[!0-9]/}"
+}
+
+# A random smoke-<12 hex digits> id (6 bytes of /dev/urandom) for the X-Request-Id header.
+new_request_id() {
+  local hex
+  hex="$(od -An -N6 -tx1 /dev/urandom)"
+  echo "smoke-${hex//[!0-9a-f]/}"
 }
 
 check_health() {
@@ -154,22 +168,24 @@ submit_job() {
 }
 
 follow_job() {
-  local start fields elapsed state percent last=""
-  start="$(python3 -c 'import time; print(time.time())')"
+  local start fields tenths elapsed state percent last=""
+  start="$(now_us)"
   while true; do
     http GET "${status_url}" || die "cannot reach ${status_url}"
     [[ "${http_status}" == "200" ]] || die "GET ${status_url} answered HTTP ${http_status}: ${http_body}"
-    fields="$(python3 -c "${STATUS_LINE_PY}" "${start}" <<<"${http_body}")"
-    IFS=$'\t' read -r elapsed state percent <<<"${fields}"
+    fields="$(python3 -c "${STATUS_FIELDS_PY}" "${PROG}" <<<"${http_body}")"
+    IFS=$'\t' read -r state percent <<<"${fields}"
+    tenths=$((($(now_us) - start) / 100000))
+    elapsed="$((tenths / 10)).$((tenths % 10))"
     if [[ "${state} ${percent}" != "${last}" ]]; then
-      printf '[%ss] %-8s %3s%%\n' "${elapsed}" "${state}" "${percent}"
+      printf '[%5ss] %-8s %3s%%\n' "${elapsed}" "${state}" "${percent}"
       last="${state} ${percent}"
     fi
     case "${state}" in
       done) echo "result:"; json_get "${http_body}" result; return 0 ;;
       failed) die "job ${job_id} failed: $(json_get "${http_body}" error)" ;;
     esac
-    (( ${elapsed%.*} < timeout )) \
+    ((tenths / 10 < timeout)) \
       || die "job ${job_id} not finished after ${timeout}s (last: ${state} ${percent}%)"
     sleep "${interval}"
   done
@@ -177,7 +193,7 @@ follow_job() {
 
 main() {
   parse_args "$@"
-  request_id="smoke-$(python3 -c 'import secrets; print(secrets.token_hex(6))')"
+  request_id="$(new_request_id)"
   echo "smoke test of ${base_url} (X-Request-Id: ${request_id})"
   check_health
   submit_job

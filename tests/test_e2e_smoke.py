@@ -1,26 +1,31 @@
-"""End to end: scripts/smoke-test.sh against the real local stack (in-memory store)."""
+"""End to end: scripts/smoke-test.sh and its PowerShell port against the real local stack
+(worker.py and orchestrator.py as processes, in-memory store): a job to done, and a job that
+fails because the worker was stopped."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 
-from conftest import ROOT
+import pytest
 
-
-def run_smoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "scripts/smoke-test.sh", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180, env=env)
+import scriptrun
 
 
-def test_smoke_script_passes_against_the_local_stack_and_prints_the_result(stack):
+@pytest.fixture(params=scriptrun.variants("smoke-test"))
+def smoke(request):
+    return request.param
+
+
+def test_smoke_script_passes_against_the_local_stack_and_prints_the_result(smoke, stack):
     worker, orch = stack()
-    result = run_smoke(orch.url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = scriptrun.run(smoke, orch.url, timeout=180)
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
     out = result.stdout
-    request_id = re.search(r"\(X-Request-Id: (smoke-[0-9a-f]+)\)", out).group(1)
+    request_id = re.search(r"\(X-Request-Id: (smoke-[0-9a-f]{12})\)", out).group(1)
     job_id = re.search(r"^job (\S+) submitted$", out, re.M).group(1)
+    assert out.splitlines()[:3] == [f"smoke test of {orch.url} (X-Request-Id: {request_id})", "healthz ok",
+                                    f"job {job_id} submitted"]
     progress_lines = re.findall(r"^\[ *[\d.]+s\] (queued|running|done) +(\d+)%$", out, re.M)
     assert progress_lines[-1] == ("done", "100")
     assert any(state == "running" and 0 < int(pct) < 100 for state, pct in progress_lines)
@@ -29,9 +34,11 @@ def test_smoke_script_passes_against_the_local_stack_and_prints_the_result(stack
     assert {l["requestId"] for l in worker.lines() if l.get("jobId") == job_id} == {request_id}
 
 
-def test_smoke_script_exits_1_with_the_cause_when_the_job_fails(services):
-    orch = services("orchestrator.py", {"WORKER_URL": "http://127.0.0.1:9", "RETRY_BACKOFF_MS": "50"})
-    result = run_smoke(orch.url)
+def test_smoke_script_exits_1_with_the_cause_when_the_worker_is_stopped(smoke, stack):
+    worker, orch = stack(orchestrator_env={"RETRY_BACKOFF_MS": "50"})
+    worker.stop()
+    result = scriptrun.run(smoke, orch.url, timeout=180)
     assert result.returncode == 1
-    assert re.search(r"^error: job \S+ failed: worker unreachable at http://127.0.0.1:9: .*"
-                     r"\(gave up after 3 attempts\)$", result.stderr, re.M), result.stderr
+    assert re.fullmatch(rf"{smoke.name}: job \S+ failed: worker unreachable at {worker.url}: "
+                        r"\[Errno 111\] Connection refused \(gave up after 3 attempts\)\n", result.stderr), result.stderr
+    assert "healthz ok\n" in result.stdout

@@ -1,13 +1,12 @@
-"""scripts/: shellcheck and the shell conventions for every bash script, the smoke script's
-usage handling and exit codes, its PowerShell port kept in step, and the smoke script run
-against a scripted stub orchestrator (the real stack is exercised by the end-to-end tests).
+"""scripts/: shellcheck and the shell conventions for every bash script, and the smoke test
+(smoke-test.sh and its PowerShell port, each test run on both): usage handling, exit codes, and
+runs against a scripted stub orchestrator (the real stack is exercised by test_e2e_smoke.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pathlib
 import re
 import subprocess
 import threading
@@ -15,27 +14,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import scriptrun
 from conftest import find_tool, free_port
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
-SMOKE = ROOT / "scripts" / "smoke-test.sh"
+SCRIPTS = sorted(scriptrun.SCRIPTS.glob("*.sh"))
 SMOKE_ENV_VARS = {"BASE_URL", "SMOKE_TIMEOUT_SECONDS", "SMOKE_POLL_INTERVAL_SECONDS", "PROMPT", "SEED", "STYLE"}
 STRICT_MODE = "set -o errexit -o nounset -o pipefail"
 REQUEST_ID = re.compile(r"smoke-[0-9a-f]{12}")
 ELAPSED = re.compile(r"^\[ *\d+\.\ds\]", re.MULTILINE)
 
 
-def run_smoke(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+@pytest.fixture(params=scriptrun.variants("smoke-test"))
+def smoke(request):
+    """scripts/smoke-test.sh, then scripts/smoke-test.ps1."""
+    return request.param
+
+
+def run_smoke(script, *args: str, timeout: float = 60, **env: str):
     """Runs the smoke script with the caller's settings and none from the developer's shell."""
     clean = {k: v for k, v in os.environ.items() if k not in SMOKE_ENV_VARS}
-    return subprocess.run([str(SMOKE), *args], env={**clean, **env}, capture_output=True, text=True,
-                          timeout=timeout)
+    return scriptrun.run(script, *args, env={**clean, **env}, timeout=timeout)
 
 
 def test_the_known_scripts_exist():
-    assert SMOKE in SCRIPTS
-    assert (ROOT / "scripts" / "smoke-test.ps1").is_file()
+    assert [p.name for p in SCRIPTS] == ["deploy.sh", "smoke-test.sh", "trace.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -55,96 +57,47 @@ def test_script_follows_the_shell_conventions(script):
     assert os.access(script, os.X_OK)
 
 
-def test_help_prints_usage_on_stdout_and_exits_0():
-    for flag in ("-h", "--help"):
-        proc = run_smoke(flag)
-        assert (proc.returncode, proc.stderr) == (0, "")
-        assert proc.stdout.startswith("Usage: smoke-test.sh [options] [BASE_URL]\n")
-        for name in SMOKE_ENV_VARS:
-            assert f"env {name}" in proc.stdout
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_prints_usage_on_stdout_and_exits_0(smoke, flag):
+    proc = run_smoke(smoke, flag)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.startswith(f"Usage: {smoke.name} [options] [BASE_URL]\n")
+    assert proc.stdout.endswith("\nExit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage.\n")
+    for name in SMOKE_ENV_VARS:
+        assert f"env {name}" in proc.stdout
 
 
 @pytest.mark.parametrize(("args", "env", "message"), [
-    (["--bogus"], {}, "error: unknown option: --bogus"),
-    (["http://a", "http://b"], {}, "error: too many arguments: http://b"),
-    (["--timeout", "abc"], {}, "error: timeout must be a whole number of seconds > 0, got 'abc'"),
-    ([], {"SMOKE_TIMEOUT_SECONDS": "1.5"}, "error: timeout must be a whole number of seconds > 0, got '1.5'"),
-    (["--interval", "soon"], {}, "error: interval must be a number of seconds, got 'soon'"),
-    (["--seed", "12x"], {}, "error: seed must be an integer, got '12x'"),
-    (["--prompt", ""], {}, "error: prompt must not be empty"),
-    (["--timeout"], {}, "error: --timeout needs a value"),
+    (["--bogus"], {}, "unknown option: --bogus"),
+    (["http://a", "http://b"], {}, "too many arguments: http://b"),
+    (["--timeout", "abc"], {}, "timeout must be a whole number of seconds > 0, got 'abc'"),
+    ([], {"SMOKE_TIMEOUT_SECONDS": "1.5"}, "timeout must be a whole number of seconds > 0, got '1.5'"),
+    (["--interval", "soon"], {}, "interval must be a number of seconds, got 'soon'"),
+    (["--seed", "12x"], {}, "seed must be an integer, got '12x'"),
+    (["--prompt", ""], {}, "prompt must not be empty"),
+    (["--timeout"], {}, "--timeout needs a value"),
 ])
-def test_bad_usage_exits_2_with_the_reason_and_usage_on_stderr(args, env, message):
-    proc = run_smoke(*args, **env)
+def test_bad_usage_exits_2_with_the_reason_and_usage_on_stderr(smoke, args, env, message):
+    proc = run_smoke(smoke, *args, **env)
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr.splitlines()[0] == message
-    assert "Usage: smoke-test.sh [options] [BASE_URL]" in proc.stderr
+    assert proc.stderr.splitlines()[:2] == [f"{smoke.name}: {message}",
+                                            f"Usage: {smoke.name} [options] [BASE_URL]"]
 
 
-def test_unreachable_base_url_exits_1_naming_the_url():
+def test_unreachable_base_url_exits_1_naming_the_url(smoke):
     base = f"http://127.0.0.1:{free_port()}"
-    proc = run_smoke(base)
+    proc = run_smoke(smoke, base)
     assert proc.returncode == 1
-    assert proc.stderr.splitlines()[-1] == f"error: cannot reach {base}/healthz"
+    assert proc.stderr.splitlines()[-1] == f"{smoke.name}: cannot reach {base}/healthz"
     (line,) = proc.stdout.splitlines()
     assert REQUEST_ID.sub("<id>", line) == f"smoke test of {base} (X-Request-Id: <id>)"
 
 
-def test_base_url_comes_from_the_environment_without_an_argument():
+def test_base_url_comes_from_the_environment_without_an_argument(smoke):
     base = f"http://127.0.0.1:{free_port()}"
-    proc = run_smoke(BASE_URL=base + "/")
+    proc = run_smoke(smoke, BASE_URL=base + "/")
     assert proc.returncode == 1
-    assert proc.stderr.splitlines()[-1] == f"error: cannot reach {base}/healthz"
-
-
-# --- the PowerShell port is kept in step ------------------------------------------------------
-
-BASH_BUILTINS = {"BASH_SOURCE"}  # bash's own variables, not the environment
-
-
-def env_vars_read(path: pathlib.Path) -> set[str]:
-    """Environment variables a script reads: $env:X in PowerShell; in bash, upper-case names
-    expanded with ${X...} that the script never assigns itself."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".ps1":
-        return set(re.findall(r"\$env:([A-Za-z_][A-Za-z0-9_]*)", text))
-    expanded = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
-    assigned = set(re.findall(r"^\s*(?:(?:readonly|local|export|declare(?: -\w+)*)\s+)?([A-Z][A-Z0-9_]*)=",
-                              text, re.MULTILINE))
-    return expanded - assigned - BASH_BUILTINS
-
-
-def usage_text(path: pathlib.Path) -> str:
-    """The usage text with each language's spelling of the program name and constants normalised."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".ps1":
-        body = re.search(r'@"\n(.*?)\n"@', text, re.DOTALL).group(1)
-        return body.replace("$name", "<prog>")
-    body = re.search(r"<<EOF\n(.*?)\nEOF", text, re.DOTALL).group(1)
-    return re.sub(r"\$\{(\w+)\}", r"$\1", body.replace('$(basename "$0")', "<prog>"))
-
-
-PAIRS = [(p.with_suffix(".sh"), p) for p in sorted((ROOT / "scripts").glob("*.ps1"))]
-
-
-def test_smoke_scripts_read_the_documented_environment_variables():
-    assert env_vars_read(SMOKE) == SMOKE_ENV_VARS
-    assert env_vars_read(SMOKE.with_suffix(".ps1")) == SMOKE_ENV_VARS
-
-
-@pytest.mark.parametrize(("sh", "ps1"), PAIRS, ids=lambda p: p.name)
-def test_powershell_port_sits_beside_its_bash_script_and_names_the_same_variables(sh, ps1):
-    assert sh.is_file(), f"{ps1.name} has no bash original beside it"
-    text = ps1.read_text(encoding="utf-8")
-    assert [name for name in sorted(env_vars_read(sh)) if not re.search(rf"\b{name}\b", text)] == []
-    assert env_vars_read(ps1) <= env_vars_read(sh)
-
-
-def test_smoke_powershell_port_has_the_same_usage_text_and_flags():
-    ps1 = SMOKE.with_suffix(".ps1")
-    flags = re.compile(r"(?<![\w-])--?[a-z][a-z-]*\b")
-    assert set(flags.findall(usage_text(ps1))) == set(flags.findall(usage_text(SMOKE)))
-    assert usage_text(ps1) == usage_text(SMOKE)
+    assert proc.stderr.splitlines()[-1] == f"{smoke.name}: cannot reach {base}/healthz"
 
 
 # --- the smoke script against a scripted stub orchestrator ------------------------------------
@@ -155,7 +108,7 @@ class StubOrchestrator(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, statuses: list[dict], submit: tuple[int, dict] | None = None):
+    def __init__(self, statuses: list[dict], submit: tuple[int, dict | bytes] | None = None):
         super().__init__(("127.0.0.1", 0), StubHandler)
         self.statuses = list(statuses)
         self.submit = submit or (202, {"jobId": "job-1", "statusUrl": "/status/job-1"})
@@ -169,8 +122,8 @@ class StubHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def answer(self, status: int, doc: dict) -> None:
-        body = json.dumps(doc).encode()
+    def answer(self, status: int, doc: dict | bytes) -> None:
+        body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -212,7 +165,7 @@ def stub():
         server.server_close()
 
 
-def test_done_job_prints_each_change_once_then_the_result_and_exits_0(stub):
+def test_done_job_prints_each_change_once_then_the_result_and_exits_0(smoke, stub):
     server = stub([
         {"state": "queued", "progress": 0.0},
         {"state": "running", "progress": 0.35},
@@ -220,7 +173,7 @@ def test_done_job_prints_each_change_once_then_the_result_and_exits_0(stub):
         {"state": "running", "progress": 0.7},
         {"state": "done", "progress": 1.0, "result": {"digest": "ab12", "rooms": [1, 2]}},
     ])
-    proc = run_smoke(server.base_url, "--interval", "0.01", PROMPT="a lit cellar", SEED="7", STYLE="quake")
+    proc = run_smoke(smoke, server.base_url, "--interval", "0.01", PROMPT="a lit cellar", SEED="7", STYLE="quake")
     assert (proc.returncode, proc.stderr) == (0, "")
     out = ELAPSED.sub("[t]", REQUEST_ID.sub("<id>", proc.stdout))
     assert out.splitlines() == [
@@ -248,31 +201,41 @@ def test_done_job_prints_each_change_once_then_the_result_and_exits_0(stub):
     assert json.loads(server.requests[1][3]) == {"prompt": "a lit cellar", "seed": 7, "style": "quake"}
 
 
-def test_failed_job_prints_the_error_on_stderr_and_exits_1(stub):
+def test_failed_job_prints_the_error_on_stderr_and_exits_1(smoke, stub):
     server = stub([
         {"state": "running", "progress": 0.5},
         {"state": "failed", "progress": 0.5, "error": "worker unreachable after 3 attempts"},
     ])
-    proc = run_smoke("--interval", "0.01", BASE_URL=server.base_url)
+    proc = run_smoke(smoke, "--interval", "0.01", BASE_URL=server.base_url)
     assert proc.returncode == 1
-    assert proc.stderr == "error: job job-1 failed: worker unreachable after 3 attempts\n"
+    assert proc.stderr == f"{smoke.name}: job job-1 failed: worker unreachable after 3 attempts\n"
     assert ELAPSED.sub("[t]", proc.stdout).splitlines()[-2:] == ["[t] running   50%", "[t] failed    50%"]
     assert json.loads(server.requests[1][3]) == {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 
 
-def test_job_still_running_at_the_timeout_exits_1(stub):
+def test_job_still_running_at_the_timeout_exits_1(smoke, stub):
     server = stub([{"state": "running", "progress": 0.2}])
-    proc = run_smoke(server.base_url, "-t", "1", "-i", "0.05", STYLE="")
+    proc = run_smoke(smoke, server.base_url, "-t", "1", "-i", "0.05", STYLE="")
     assert proc.returncode == 1
-    assert proc.stderr == "error: job job-1 not finished after 1s (last: running 20%)\n"
+    assert proc.stderr == f"{smoke.name}: job job-1 not finished after 1s (last: running 20%)\n"
     assert ELAPSED.sub("[t]", proc.stdout).splitlines()[-1] == "[t] running   20%"
     assert json.loads(server.requests[1][3]) == {"prompt": "a spooky hallway", "seed": 123}
 
 
-def test_rejected_submission_prints_the_answer_and_exits_1(stub):
+def test_rejected_submission_prints_the_answer_and_exits_1(smoke, stub):
+    """A seed past 64 bits is sent as the integer it is: the server, not the script, refuses it."""
     error = {"error": {"code": "invalid_request", "message": "seed must fit a signed 64-bit integer"}}
     server = stub([{"state": "queued", "progress": 0}], submit=(400, error))
-    proc = run_smoke(server.base_url, "--seed", "99999999999999999999")
+    proc = run_smoke(smoke, server.base_url, "--seed", "-099999999999999999999")
     assert proc.returncode == 1
-    assert proc.stderr == f"error: POST /generate-scene answered HTTP 400: {json.dumps(error)}\n"
+    assert proc.stderr == f"{smoke.name}: POST /generate-scene answered HTTP 400: {json.dumps(error)}\n"
     assert [path for _, path, _, _ in server.requests] == ["/healthz", "/generate-scene"]
+    assert json.loads(server.requests[1][3]) == {"prompt": "a spooky hallway", "seed": -99999999999999999999,
+                                                 "style": "doom"}
+
+
+def test_an_answer_that_is_not_json_exits_1_saying_so(smoke, stub):
+    server = stub([{"state": "queued", "progress": 0}], submit=(202, b"<html>accepted</html>"))
+    proc = run_smoke(smoke, server.base_url)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == f"{smoke.name}: the server did not answer JSON"
