@@ -2,12 +2,15 @@
 """The JSON work behind scripts/trace.sh and scripts/trace.ps1 (both call this file).
 
 Usage:
-  jobtimeline.py request-ids JOB_ID            request ids of the job's lines on stdin
-  jobtimeline.py timeline JOB_ID LABEL SOURCE...  the job's lines from SOURCEs ('-' is
-                                                stdin), sorted by timestamp and rendered
+  jobtimeline.py [--prog NAME] request-ids JOB_ID
+      the request ids of the job's lines on stdin, one a line
+  jobtimeline.py [--prog NAME] timeline JOB_ID LABEL SOURCE...
+      the job's lines from SOURCEs ('-' is stdin), sorted by timestamp and rendered
 
 A line belongs to the job if its jobId is JOB_ID, or if it has no jobId and shares a
-requestId with the job's lines. Exit codes: 0 lines found, 1 none, 2 unreadable file.
+requestId with the job's lines. Errors go to stderr as "NAME: message", NAME being the
+calling script (trace.sh, trace.ps1; default jobtimeline.py). Exit codes: 0 lines found,
+1 none, 2 unreadable file.
 """
 
 import json
@@ -19,6 +22,10 @@ HIDDEN = ('timestamp', 'level', 'service', 'message', 'jobId', '_aws', 'error')
 SAFE_ID = re.compile(r'^[A-Za-z0-9._:;=/+-]+$')
 
 
+class UnreadableSource(Exception):
+    """A log file that cannot be read; the message names it and the reason."""
+
+
 def read_lines(source):
     if source == '-':
         return sys.stdin.readlines()
@@ -26,8 +33,7 @@ def read_lines(source):
         with open(source, encoding='utf-8', errors='replace') as stream:
             return stream.readlines()
     except OSError as exc:
-        print(f'error: cannot read {source}: {exc.strerror}', file=sys.stderr)
-        sys.exit(2)
+        raise UnreadableSource(f'cannot read {source}: {exc.strerror}') from exc
 
 
 def documents(sources):
@@ -77,7 +83,19 @@ def render(doc):
     return line
 
 
-def main(mode, job_id, label='', *sources):
+def main(argv):
+    prog = 'jobtimeline.py'
+    if argv[:1] == ['--prog']:
+        prog, argv = argv[1], argv[2:]
+    try:
+        return run(prog, *argv)
+    except UnreadableSource as exc:
+        print(f'{prog}: {exc}', file=sys.stderr)
+        return 2
+
+
+def run(prog, mode, job_id, label='', *sources):
+    '''One mode of the usage above; returns the exit code.'''
     sys.stdin.reconfigure(encoding='utf-8', errors='replace')
     sys.stdout.reconfigure(errors='replace')
     docs = documents(sources or ['-'])
@@ -88,7 +106,7 @@ def main(mode, job_id, label='', *sources):
     lines = sorted((d for d in docs if belongs(d, job_id, rids)), key=lambda d: str(d.get('timestamp', '')))
     if not lines:
         where = label or ', '.join('stdin' if s == '-' else s for s in sources)
-        print(f'error: no log lines for job {job_id} in {where}', file=sys.stderr)
+        print(f'{prog}: no log lines for job {job_id} in {where}', file=sys.stderr)
         return 1
     for doc in lines:
         print(render(doc))
@@ -97,6 +115,6 @@ def main(mode, job_id, label='', *sources):
 
 if __name__ == '__main__':
     try:
-        sys.exit(main(*sys.argv[1:]))
+        sys.exit(main(sys.argv[1:]))
     except BrokenPipeError:  # the reader stopped early (| head): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -6,12 +6,13 @@
 # CloudWatch needs the aws CLI. PowerShell 7.3+: it passes "" and embedded quotes to
 # native commands unchanged.
 # Line-for-line port of scripts/trace.sh (same arguments, environment variables, output
-# and exit codes; both run jobtimeline.py): change both together.
+# and exit codes; both run jobtimeline.py; each function names its bash twin): change both together.
 #Requires -Version 7.3
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
+Set-Variable -Option Constant -Name PROG -Value (Split-Path -Leaf $PSCommandPath)
 Set-Variable -Option Constant -Name DEFAULT_SINCE_MINUTES -Value 60
 Set-Variable -Option Constant -Name DEFAULT_PAGE_SIZE -Value 1000
 Set-Variable -Option Constant -Name ORCHESTRATOR_GROUP -Value $(if ($env:ORCHESTRATOR_LOG_GROUP) { $env:ORCHESTRATOR_LOG_GROUP } else { '/ecs/ghost-engine-orchestrator-dev' })
@@ -23,10 +24,10 @@ Set-Variable -Option Constant -Name PYTHON -Value $(if ($IsWindows) { 'python' }
 # The JSON work (matching, sorting, rendering) is in jobtimeline.py beside this script.
 Set-Variable -Option Constant -Name TIMELINE -Value (Join-Path $PSScriptRoot 'jobtimeline.py')
 
+# bash: usage
 function Get-Usage {
-  $name = Split-Path -Leaf $PSCommandPath
   @"
-Usage: $name [options] JOB_ID [LOG_FILE...]
+Usage: $PROG [options] JOB_ID [LOG_FILE...]
 
 Prints one job's timeline across both services, one line per event sorted by timestamp:
 the lines whose jobId is JOB_ID, and the lines without a jobId that share a requestId
@@ -50,42 +51,44 @@ Exit status: 0 lines found; 1 no lines found or the AWS CLI failed; 2 bad usage.
 "@
 }
 
-function Stop-WithUsageError([string]$Message) {
-  [Console]::Error.WriteLine("error: $Message")
+# bash: die_usage
+function Exit-WithUsageError([string]$Message) {
+  [Console]::Error.WriteLine("${PROG}: $Message")
   [Console]::Error.WriteLine((Get-Usage))
   exit 2
 }
 
-# Prints the message of every event in both log groups that contains TERM, one a line.
+# bash: fetch_term. Prints the message of every event in both log groups that contains TERM, one a line.
 function Get-TermLines([string]$Term, [long]$StartMs, [long]$PageSize) {
   foreach ($group in @($ORCHESTRATOR_GROUP, $WORKER_GROUP)) {
     & aws logs filter-log-events --region $REGION --log-group-name $group `
       --start-time $StartMs --filter-pattern "`"$Term`"" --page-size $PageSize `
       --query 'events[].[message]' --output text
     if ($LASTEXITCODE -ne 0) {
-      [Console]::Error.WriteLine("error: aws logs filter-log-events failed on $group")
+      [Console]::Error.WriteLine("${PROG}: aws logs filter-log-events failed on $group")
       exit 1
     }
   }
 }
 
-# The job's lines in CloudWatch: those containing the job id, then those containing one
-# of their request ids (lines threaded by request id need not carry the job id).
-function Read-CloudWatch([string]$JobId, [long]$Since, [long]$PageSize) {
-  if (-not (Get-Command aws -ErrorAction SilentlyContinue)) { [Console]::Error.WriteLine('error: the aws CLI is not installed'); exit 1 }
+# bash: from_cloudwatch. The job's lines in CloudWatch: those containing the job id, then those
+# containing one of their request ids (lines threaded by request id need not carry the job id).
+function Write-CloudWatchTimeline([string]$JobId, [long]$Since, [long]$PageSize) {
+  if (-not (Get-Command aws -ErrorAction SilentlyContinue)) { [Console]::Error.WriteLine("${PROG}: the aws CLI is not installed"); exit 1 }
   $startMs = ([DateTimeOffset]::UtcNow.ToUnixTimeSeconds() - $Since * 60) * 1000
   $lines = @(Get-TermLines $JobId $startMs $PageSize)
-  $rids = @($lines | & $PYTHON $TIMELINE request-ids $JobId)
+  $rids = @($lines | & $PYTHON $TIMELINE --prog $PROG request-ids $JobId)
   foreach ($rid in $rids) {
     if (-not $rid) { continue }
     $lines += @(Get-TermLines $rid $startMs $PageSize)
   }
-  $lines | & $PYTHON $TIMELINE timeline $JobId `
-    "CloudWatch Logs $ORCHESTRATOR_GROUP, $WORKER_GROUP (last $Since min)" -
+  $lines | & $PYTHON $TIMELINE --prog $PROG timeline $JobId `
+    "CloudWatch Logs $ORCHESTRATOR_GROUP, $WORKER_GROUP (last $Since min)" '-'
   exit $LASTEXITCODE
 }
 
-function Main([string[]]$Argv, [object[]]$Piped) {
+# bash: main. Lines piped to the script arrive as $Piped (pwsh reads a redirected stdin into $input).
+function Invoke-Main([string[]]$Argv, [object[]]$Piped) {
   $jobId = ''; $cloudWatch = $false; [long]$since = $DEFAULT_SINCE_MINUTES; [long]$pageSize = $DEFAULT_PAGE_SIZE
   $files = @()
   for ($i = 0; $i -lt $Argv.Count; $i++) {
@@ -94,31 +97,31 @@ function Main([string[]]$Argv, [object[]]$Piped) {
       '^(-h|--help)$' { Write-Output (Get-Usage); exit 0 }
       '^--cloudwatch$' { $cloudWatch = $true; break }
       '^(--since|--page-size)$' {
-        if ($i + 1 -ge $Argv.Count) { Stop-WithUsageError "$arg needs a value" }
-        if ($Argv[$i + 1] -cnotmatch '^[1-9][0-9]*$') { Stop-WithUsageError "$arg must be a whole number > 0, got '$($Argv[$i + 1])'" }
+        if ($i + 1 -ge $Argv.Count) { Exit-WithUsageError "$arg needs a value" }
+        if ($Argv[$i + 1] -cnotmatch '^[1-9][0-9]*$') { Exit-WithUsageError "$arg must be a whole number > 0, got '$($Argv[$i + 1])'" }
         if ($arg -ceq '--since') { $since = $Argv[$i + 1] } else { $pageSize = $Argv[$i + 1] }
         $i += 1; break }
-      '^-.' { Stop-WithUsageError "unknown option: $arg" }
+      '^-.' { Exit-WithUsageError "unknown option: $arg" }
       default { if (-not $jobId) { $jobId = $arg } else { $files += $arg } }
     }
   }
-  if (-not $jobId) { Stop-WithUsageError 'JOB_ID is required' }
-  if ($jobId -cnotmatch $ID_PATTERN) { Stop-WithUsageError "JOB_ID may hold only A-Z a-z 0-9 . _ : ; = / + -, got '$jobId'" }
-  if ($pageSize -gt 10000) { Stop-WithUsageError "--page-size must be at most 10000, got '$pageSize'" }
+  if (-not $jobId) { Exit-WithUsageError 'JOB_ID is required' }
+  if ($jobId -cnotmatch $ID_PATTERN) { Exit-WithUsageError "JOB_ID may hold only A-Z a-z 0-9 . _ : ; = / + -, got '$jobId'" }
+  if ($pageSize -gt 10000) { Exit-WithUsageError "--page-size must be at most 10000, got '$pageSize'" }
   if ($cloudWatch -and $files.Count -gt 0) {
-    Stop-WithUsageError "--cloudwatch reads no LOG_FILE, got '$($files[0])'"
+    Exit-WithUsageError "--cloudwatch reads no LOG_FILE, got '$($files[0])'"
   }
   if (-not $cloudWatch -and $files.Count -eq 0) {
     if (-not [Console]::IsInputRedirected -and $Piped.Count -eq 0) { $cloudWatch = $true } else { $files = @('-') }
   }
   if ($cloudWatch) {
-    Read-CloudWatch $jobId $since $pageSize
+    Write-CloudWatchTimeline $jobId $since $pageSize
   } else {
     # Lines piped to the script, or else the console's stdin, feed '-'.
     $stdin = if ($Piped.Count -gt 0) { $Piped } elseif ($files -contains '-') { [Console]::In.ReadToEnd() -split "`r?`n" } else { @() }
-    $stdin | & $PYTHON $TIMELINE timeline $jobId '' @files
+    $stdin | & $PYTHON $TIMELINE --prog $PROG timeline $jobId '' @files
     exit $LASTEXITCODE
   }
 }
 
-Main $args @($input)
+Invoke-Main $args @($input)

@@ -7,6 +7,7 @@
 
 set -o errexit -o nounset -o pipefail
 
+readonly PROG="${0##*/}"
 readonly DEFAULT_SINCE_MINUTES=60
 readonly DEFAULT_PAGE_SIZE=1000
 readonly ORCHESTRATOR_GROUP="${ORCHESTRATOR_LOG_GROUP:-/ecs/ghost-engine-orchestrator-dev}"
@@ -20,7 +21,7 @@ readonly TIMELINE
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") [options] JOB_ID [LOG_FILE...]
+Usage: ${PROG} [options] JOB_ID [LOG_FILE...]
 
 Prints one job's timeline across both services, one line per event sorted by timestamp:
 the lines whose jobId is JOB_ID, and the lines without a jobId that share a requestId
@@ -45,7 +46,7 @@ EOF
 }
 
 die_usage() {
-  echo "error: $1" >&2
+  echo "${PROG}: $1" >&2
   usage >&2
   exit 2
 }
@@ -57,7 +58,7 @@ fetch_term() {
     if ! aws logs filter-log-events --region "${REGION}" --log-group-name "${group}" \
       --start-time "${start_ms}" --filter-pattern "\"${term}\"" --page-size "${page_size}" \
       --query 'events[].[message]' --output text </dev/null; then
-      echo "error: aws logs filter-log-events failed on ${group}" >&2
+      echo "${PROG}: aws logs filter-log-events failed on ${group}" >&2
       return 1
     fi
   done
@@ -67,16 +68,16 @@ fetch_term() {
 # of their request ids (lines threaded by request id need not carry the job id).
 from_cloudwatch() {
   local job_id="$1" since="$2" page_size="$3" start_ms lines more rid rids
-  command -v aws >/dev/null || { echo "error: the aws CLI is not installed" >&2; exit 1; }
+  command -v aws >/dev/null || { echo "${PROG}: the aws CLI is not installed" >&2; exit 1; }
   start_ms=$((($(date +%s) - since * 60) * 1000))
   lines="$(fetch_term "${job_id}" "${start_ms}" "${page_size}")" || exit 1
-  rids="$(python3 "${TIMELINE}" request-ids "${job_id}" <<<"${lines}")"
+  rids="$(python3 "${TIMELINE}" --prog "${PROG}" request-ids "${job_id}" <<<"${lines}")"
   while IFS= read -r rid; do
     [[ -n "${rid}" ]] || continue
     more="$(fetch_term "${rid}" "${start_ms}" "${page_size}")" || exit 1
     lines+=$'\n'"${more}"
   done <<<"${rids}"
-  python3 "${TIMELINE}" timeline "${job_id}" \
+  python3 "${TIMELINE}" --prog "${PROG}" timeline "${job_id}" \
     "CloudWatch Logs ${ORCHESTRATOR_GROUP}, ${WORKER_GROUP} (last ${since} min)" - <<<"${lines}"
 }
 
@@ -109,7 +110,7 @@ main() {
   if [[ "${cloudwatch}" == true ]]; then
     from_cloudwatch "${job_id}" "${since}" "${page_size}"
   else
-    python3 "${TIMELINE}" timeline "${job_id}" "" "${files[@]}"
+    python3 "${TIMELINE}" --prog "${PROG}" timeline "${job_id}" "" "${files[@]}"
   fi
 }
 

@@ -1,7 +1,7 @@
-"""scripts/trace.sh: one job's timeline across both services, rebuilt from the log lines of
-a real local run (one job that succeeds, one whose worker is down) read from files, from
-stdin and from CloudWatch Logs (a moto server's Logs API through the AWS CLI); usage and
-exit codes; and the PowerShell port kept in step (same Python program, same usage text).
+"""scripts/trace.sh and its PowerShell port trace.ps1 (each test runs on both; the .ps1 where pwsh
+exists): one job's timeline across both services, rebuilt from the log lines of a real local run
+(one job that succeeds, one whose worker is down) read from files, from stdin and from CloudWatch
+Logs (a moto server's Logs API through the AWS CLI); usage and exit codes.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
+import scriptrun
 from apiclient import poll, submit
 from conftest import MotoServer, Service, free_port
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TRACE = ROOT / "scripts" / "trace.sh"
-TRACE_PS1 = ROOT / "scripts" / "trace.ps1"
+TRACE = scriptrun.SCRIPTS / "trace.sh"
+TRACE_PS1 = scriptrun.SCRIPTS / "trace.ps1"
 OWN_ENV = ("ORCHESTRATOR_LOG_GROUP", "WORKER_LOG_GROUP", "AWS_ENDPOINT_URL")
 DEFAULT_GROUPS = {"orchestrator": "/ecs/ghost-engine-orchestrator-dev", "worker": "/ecs/ghost-engine-worker-dev"}
 TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ")
@@ -34,12 +34,17 @@ VARYING = [(re.compile(r"\bowner=\S+"), "owner=<owner>"),
            (re.compile(r"\b(durationMs|JobDurationMs|JobQueueWaitMs)=[0-9.]+"), r"\1=<ms>")]
 
 
-def trace(*args: str, stdin: str | int | None = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Runs trace.sh with the caller's settings and none from the developer's shell."""
+@pytest.fixture(params=scriptrun.variants("trace"))
+def script(request) -> pathlib.Path:
+    """scripts/trace.sh, then scripts/trace.ps1."""
+    return request.param
+
+
+def trace(script: pathlib.Path, *args: str, stdin: str | int | None = "",
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs the trace script with the caller's settings and none from the developer's shell."""
     clean = {k: v for k, v in os.environ.items() if k not in OWN_ENV}
-    kwargs = {"input": stdin} if isinstance(stdin, str) else {"stdin": stdin}
-    return subprocess.run([str(TRACE), *args], env={**clean, **(env or {})}, capture_output=True, text=True,
-                          timeout=60, **kwargs)
+    return scriptrun.run(script, *args, env={**clean, **(env or {})}, stdin=stdin, timeout=60)
 
 
 def normalised(stdout: str) -> list[str]:
@@ -182,41 +187,41 @@ def assert_failed_timeline(stdout: str, dead_url: str) -> None:
     assert timestamps(stdout) == sorted(timestamps(stdout))
 
 
-def test_succeeded_job_timeline_threads_both_services_from_log_files(run):
-    proc = trace(run.ok_job, *run.files)
+def test_succeeded_job_timeline_threads_both_services_from_log_files(script, run):
+    proc = trace(script, run.ok_job, *run.files)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert_ok_timeline(proc.stdout)
 
 
-def test_failed_job_timeline_ends_in_one_error_line_naming_the_worker_url_with_its_stack(run):
-    proc = trace(run.failed_job, *run.files)
+def test_failed_job_timeline_ends_in_one_error_line_naming_the_worker_url_with_its_stack(script, run):
+    proc = trace(script, run.failed_job, *run.files)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert_failed_timeline(proc.stdout, run.dead_url)
     assert "worker" not in {service for service, _ in events(proc.stdout)}
 
 
-def test_lines_that_are_not_json_objects_are_ignored_in_a_mixed_file(run, tmp_path):
+def test_lines_that_are_not_json_objects_are_ignored_in_a_mixed_file(script, run, tmp_path):
     mixed = tmp_path / "mixed.log"
     mixed.write_text("devstack: ready at http://127.0.0.1:8080 (Ctrl-C stops)\n"
                      + "".join(pathlib.Path(f).read_text(encoding="utf-8") + '{"timestamp":\n[1, 2]\n\n'
                                for f in run.files), encoding="utf-8")
-    proc = trace(run.ok_job, str(mixed))
+    proc = trace(script, run.ok_job, str(mixed))
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout == trace(run.ok_job, *run.files).stdout
+    assert proc.stdout == trace(script, run.ok_job, *run.files).stdout
 
 
-def test_stdin_is_read_when_no_file_is_given_or_as_dash(run):
+def test_stdin_is_read_when_no_file_is_given_or_as_dash(script, run):
     text = "".join(pathlib.Path(f).read_text(encoding="utf-8") for f in run.files)
-    whole = trace(run.failed_job, stdin=text)
+    whole = trace(script, run.failed_job, stdin=text)
     assert (whole.returncode, whole.stderr) == (0, "")
     assert_failed_timeline(whole.stdout, run.dead_url)
-    assert whole.stdout == trace(run.failed_job, *run.files).stdout
-    dash = trace(run.ok_job, *run.files[:2], "-", stdin=run.worker_log.read_text(encoding="utf-8"))
+    assert whole.stdout == trace(script, run.failed_job, *run.files).stdout
+    dash = trace(script, run.ok_job, *run.files[:2], "-", stdin=run.worker_log.read_text(encoding="utf-8"))
     assert (dash.returncode, dash.stderr) == (0, "")
-    assert dash.stdout == trace(run.ok_job, *run.files).stdout
+    assert dash.stdout == trace(script, run.ok_job, *run.files).stdout
 
 
-def test_line_format_threading_by_request_id_and_sorting_on_literal_lines(tmp_path):
+def test_line_format_threading_by_request_id_and_sorting_on_literal_lines(script, tmp_path):
     lines = [
         '{"timestamp":"2026-01-01T00:00:00.300Z","level":"INFO","service":"worker","message":"job started",'
         '"requestId":"r-1","jobId":"j-1","seed":5,"tags":{"a":[1,2]},"note":"two words","flag":true}',
@@ -240,7 +245,7 @@ def test_line_format_threading_by_request_id_and_sorting_on_literal_lines(tmp_pa
     ]
     log = tmp_path / "a.log"
     log.write_text("\n".join(lines + lines[:2]) + "\n", encoding="utf-8")  # duplicates are shown once
-    proc = trace("j-1", str(log))
+    proc = trace(script, "j-1", str(log))
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.splitlines() == [
         "2026-01-01T00:00:00.100Z orchestrator INFO    job accepted  requestId=r-1 seed=5",
@@ -288,32 +293,32 @@ def cloudwatch(run):
     server.stop()
 
 
-def test_cloudwatch_gives_the_same_timelines_as_the_files_paginated_or_not(run, cloudwatch):
+def test_cloudwatch_gives_the_same_timelines_as_the_files_paginated_or_not(script, run, cloudwatch):
     server, _ = cloudwatch
-    proc = trace("--cloudwatch", run.ok_job, env=server.env())
+    proc = trace(script, "--cloudwatch", run.ok_job, env=server.env())
     assert (proc.returncode, proc.stderr) == (0, "")
     assert_ok_timeline(proc.stdout)
-    assert proc.stdout == trace(run.ok_job, *run.files).stdout
+    assert proc.stdout == trace(script, run.ok_job, *run.files).stdout
     # Two events per call: several filter-log-events pages per group, every one read.
-    paged = trace("--cloudwatch", "--page-size", "2", run.failed_job, env=server.env())
+    paged = trace(script, "--cloudwatch", "--page-size", "2", run.failed_job, env=server.env())
     assert (paged.returncode, paged.stderr) == (0, "")
     assert_failed_timeline(paged.stdout, run.dead_url)
-    assert paged.stdout == trace(run.failed_job, *run.files).stdout
+    assert paged.stdout == trace(script, run.failed_job, *run.files).stdout
 
 
-def test_cloudwatch_is_the_source_when_no_file_is_given_and_stdin_is_a_terminal(run, cloudwatch):
+def test_cloudwatch_is_the_source_when_no_file_is_given_and_stdin_is_a_terminal(script, run, cloudwatch):
     server, _ = cloudwatch
     controller, terminal = pty.openpty()
     try:
-        proc = trace(run.ok_job, stdin=terminal, env=server.env())
+        proc = trace(script, run.ok_job, stdin=terminal, env=server.env())
     finally:
         os.close(terminal)
         os.close(controller)
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout == trace(run.ok_job, *run.files).stdout
+    assert proc.stdout == trace(script, run.ok_job, *run.files).stdout
 
 
-def test_cloudwatch_follows_request_ids_honours_since_and_the_group_variables(cloudwatch):
+def test_cloudwatch_follows_request_ids_honours_since_and_the_group_variables(script, cloudwatch):
     server, logs = cloudwatch
     now_ms = int(time.time() * 1000)
 
@@ -332,13 +337,13 @@ def test_cloudwatch_follows_request_ids_honours_since_and_the_group_variables(cl
     env = {**server.env(), "ORCHESTRATOR_LOG_GROUP": "/trace-test/orchestrator",
            "WORKER_LOG_GROUP": "/trace-test/worker"}
 
-    recent = trace("--cloudwatch", "j-cw", env=env)
+    recent = trace(script, "--cloudwatch", "j-cw", env=env)
     assert (recent.returncode, recent.stderr) == (0, "")
     assert [TIMESTAMP.sub("", out) for out in recent.stdout.splitlines()] == [
         "orchestrator INFO    job accepted  requestId=r-cw",
         "worker       INFO    payload parsed  requestId=r-cw",
     ]
-    wider = trace("--cloudwatch", "--since", "120", "j-cw", env=env)
+    wider = trace(script, "--cloudwatch", "--since", "120", "j-cw", env=env)
     assert (wider.returncode, wider.stderr) == (0, "")
     assert [TIMESTAMP.sub("", out) for out in wider.stdout.splitlines()] == [
         "orchestrator INFO    job accepted  requestId=r-old",
@@ -347,84 +352,85 @@ def test_cloudwatch_follows_request_ids_honours_since_and_the_group_variables(cl
     ]
 
 
-def test_cloudwatch_without_lines_for_the_job_exits_1(cloudwatch):
+def test_cloudwatch_without_lines_for_the_job_exits_1(script, cloudwatch):
     server, _ = cloudwatch
-    proc = trace("--cloudwatch", "no-such-job", env=server.env())
+    proc = trace(script, "--cloudwatch", "no-such-job", env=server.env())
     assert (proc.returncode, proc.stdout) == (1, "")
-    assert proc.stderr == ("error: no log lines for job no-such-job in CloudWatch Logs "
+    assert proc.stderr == (f"{script.name}: no log lines for job no-such-job in CloudWatch Logs "
                            "/ecs/ghost-engine-orchestrator-dev, /ecs/ghost-engine-worker-dev (last 60 min)\n")
 
 
-def test_cloudwatch_error_exits_1_naming_the_log_group(run, cloudwatch):
+def test_cloudwatch_error_exits_1_naming_the_log_group(script, run, cloudwatch):
     server, _ = cloudwatch
-    proc = trace("--cloudwatch", run.ok_job, env={**server.env(), "WORKER_LOG_GROUP": "/trace-test/missing"})
+    proc = trace(script, "--cloudwatch", run.ok_job, env={**server.env(), "WORKER_LOG_GROUP": "/trace-test/missing"})
     assert (proc.returncode, proc.stdout) == (1, "")
     assert "ResourceNotFoundException" in proc.stderr
-    assert proc.stderr.splitlines()[-1] == "error: aws logs filter-log-events failed on /trace-test/missing"
+    assert proc.stderr.splitlines()[-1] == f"{script.name}: aws logs filter-log-events failed on /trace-test/missing"
 
 
 # --- no lines, usage ---------------------------------------------------------------------------
 
-def test_no_lines_for_the_job_exits_1_naming_the_sources(run):
-    proc = trace("no-such-job", str(run.worker_log))
-    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", f"error: no log lines for job no-such-job in "
-                                                                   f"{run.worker_log}\n")
-    proc = trace("no-such-job", stdin="not json\n")
-    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "error: no log lines for job no-such-job in stdin\n")
+def test_no_lines_for_the_job_exits_1_naming_the_sources(script, run):
+    proc = trace(script, "no-such-job", str(run.worker_log))
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == f"{script.name}: no log lines for job no-such-job in {run.worker_log}\n"
+    proc = trace(script, "no-such-job", stdin="not json\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", f"{script.name}: no log lines for job no-such-job"
+                                                                   " in stdin\n")
 
 
-def test_help_prints_usage_on_stdout_and_exits_0():
-    for flag in ("-h", "--help"):
-        proc = trace(flag)
-        assert (proc.returncode, proc.stderr) == (0, "")
-        assert proc.stdout.startswith("Usage: trace.sh [options] JOB_ID [LOG_FILE...]\n")
-        for name in ("ORCHESTRATOR_LOG_GROUP", "WORKER_LOG_GROUP", "AWS_REGION"):
-            assert f"env {name}" in proc.stdout
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_prints_usage_on_stdout_and_exits_0(script, flag):
+    proc = trace(script, flag)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.startswith(f"Usage: {script.name} [options] JOB_ID [LOG_FILE...]\n")
+    assert proc.stdout.endswith("\nExit status: 0 lines found; 1 no lines found or the AWS CLI failed; 2 bad usage.\n")
+    for name in ("ORCHESTRATOR_LOG_GROUP", "WORKER_LOG_GROUP", "AWS_REGION"):
+        assert f"env {name}" in proc.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ([], "error: JOB_ID is required"),
-    (["--bogus", "j-1"], "error: unknown option: --bogus"),
-    (["j-1", "--since"], "error: --since needs a value"),
-    (["--since", "0", "j-1"], "error: --since must be a whole number > 0, got '0'"),
-    (["--page-size", "ten", "j-1"], "error: --page-size must be a whole number > 0, got 'ten'"),
-    (["--page-size", "10001", "j-1"], "error: --page-size must be at most 10000, got '10001'"),
-    (["--cloudwatch", "j-1", "a.log"], "error: --cloudwatch reads no LOG_FILE, got 'a.log'"),
-    (['j"1'], "error: JOB_ID may hold only A-Z a-z 0-9 . _ : ; = / + -, got 'j\"1'"),
+    ([], "JOB_ID is required"),
+    (["--bogus", "j-1"], "unknown option: --bogus"),
+    (["j-1", "--since"], "--since needs a value"),
+    (["--since", "0", "j-1"], "--since must be a whole number > 0, got '0'"),
+    (["--page-size", "ten", "j-1"], "--page-size must be a whole number > 0, got 'ten'"),
+    (["--page-size", "10001", "j-1"], "--page-size must be at most 10000, got '10001'"),
+    (["--cloudwatch", "j-1", "a.log"], "--cloudwatch reads no LOG_FILE, got 'a.log'"),
+    (['j"1'], "JOB_ID may hold only A-Z a-z 0-9 . _ : ; = / + -, got 'j\"1'"),
 ])
-def test_bad_usage_exits_2_with_the_reason_and_usage_on_stderr(args, message):
-    proc = trace(*args)
+def test_bad_usage_exits_2_with_the_reason_and_usage_on_stderr(script, args, message):
+    proc = trace(script, *args)
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr.splitlines()[0] == message
-    assert "Usage: trace.sh [options] JOB_ID [LOG_FILE...]" in proc.stderr
+    assert proc.stderr.splitlines()[:2] == [f"{script.name}: {message}",
+                                            f"Usage: {script.name} [options] JOB_ID [LOG_FILE...]"]
 
 
-def test_unreadable_log_file_exits_2_naming_it(tmp_path):
-    proc = trace("j-1", str(tmp_path / "absent.log"))
+def test_unreadable_log_file_exits_2_naming_it(script, tmp_path):
+    proc = trace(script, "j-1", str(tmp_path / "absent.log"))
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr == f"error: cannot read {tmp_path / 'absent.log'}: No such file or directory\n"
+    assert proc.stderr == f"{script.name}: cannot read {tmp_path / 'absent.log'}: No such file or directory\n"
 
 
-# --- the PowerShell port ------------------------------------------------------------------------
+# --- the PowerShell port: the same program behind it, the same bytes out ------------------------
 
-def usage_text(path: pathlib.Path) -> str:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".ps1":
-        return re.search(r'@"\n(.*?)\n"@', text, re.DOTALL).group(1).replace("$name", "<prog>")
-    body = re.search(r"<<EOF\n(.*?)\nEOF", text, re.DOTALL).group(1)
-    return re.sub(r"\$\{(\w+)\}", r"$\1", body.replace('$(basename "$0")', "<prog>"))
-
-
-def test_powershell_port_runs_the_same_python_file_and_prints_the_same_usage():
+def test_both_scripts_hand_the_json_work_to_jobtimeline_py_under_their_own_name():
     sh, ps1 = TRACE.read_text(encoding="utf-8"), TRACE_PS1.read_text(encoding="utf-8")
-    assert sh.count('python3 "${TIMELINE}"') == 3
-    assert ps1.count("& $PYTHON $TIMELINE") == 3
-    assert "jobtimeline.py" in sh and "jobtimeline.py" in ps1
-    assert usage_text(TRACE_PS1) == usage_text(TRACE)
-    ps1 = TRACE_PS1.read_text(encoding="utf-8")
+    assert sh.count('python3 "${TIMELINE}" --prog "${PROG}" ') == 3
+    assert ps1.count("& $PYTHON $TIMELINE --prog $PROG ") == 3
+    assert "/jobtimeline.py\"" in sh and "'jobtimeline.py'" in ps1
     for default in ("/ecs/ghost-engine-orchestrator-dev", "/ecs/ghost-engine-worker-dev", "'us-east-1'",
                     "DEFAULT_SINCE_MINUTES -Value 60", "DEFAULT_PAGE_SIZE -Value 1000",
                     "--query 'events[].[message]' --output text"):
         assert default in ps1
-    messages = re.findall(r'error: [^"$\n]+', TRACE.read_text(encoding="utf-8"))
+    messages = re.findall(r'"\$\{PROG\}: ([^"$\n]+)', sh)
+    assert messages == ["aws logs filter-log-events failed on ", "the aws CLI is not installed"]
     assert [m for m in messages if m not in ps1] == []
+
+
+@scriptrun.requires_pwsh
+@pytest.mark.parametrize("job", ["ok_job", "failed_job"])
+def test_powershell_port_prints_exactly_what_the_bash_script_prints(run, job):
+    sh = trace(TRACE, getattr(run, job), *run.files)
+    ps1 = trace(TRACE_PS1, getattr(run, job), *run.files)
+    assert (ps1.returncode, ps1.stdout, ps1.stderr) == (sh.returncode, sh.stdout, sh.stderr) == (0, sh.stdout, "")
