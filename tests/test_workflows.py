@@ -1,5 +1,6 @@
 """The GitHub Actions workflows: triggers, least privilege, pinned actions, no template injection,
-and the deploy sequence (test -> build-push -> deploy.sh <sha> -> smoke test). zizmor audits them too.
+one test job (the reusable test.yml, called by ci.yml and deploy.yml), and the deploy sequence
+(test -> build-push -> deploy.sh <sha> -> smoke test). zizmor audits them too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from conftest import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 README_TEST_COMMAND = "python -m pip install -q -r requirements-dev.txt && python -m pytest"
+TEST_WORKFLOW = "./.github/workflows/test.yml"
 CONFIGURE_AWS = "aws-actions/configure-aws-credentials"
 # Release commits, each checked against public workflow runs and pin tables (see the report of the
 # commit that added this file). A bump changes this table and the workflows together.
@@ -50,12 +52,17 @@ def all_jobs():
             yield path.name, name, job
 
 
+def jobs_with_steps():
+    """Jobs that run steps themselves (a job that calls a reusable workflow has none)."""
+    return [(workflow, name, job) for workflow, name, job in all_jobs() if "uses" not in job]
+
+
 def uses_of(job: dict) -> list[str]:
     return [step["uses"].split("@")[0] for step in job.get("steps", []) if "uses" in step]
 
 
-def test_the_two_workflows_exist():
-    assert sorted(p.name for p in WORKFLOWS.glob("*.y*ml")) == ["ci.yml", "deploy.yml"]
+def test_the_three_workflows_exist():
+    assert sorted(p.name for p in WORKFLOWS.glob("*.y*ml")) == ["ci.yml", "deploy.yml", "test.yml"]
 
 
 def test_deploy_runs_on_push_to_main_and_manual_dispatch_only():
@@ -68,11 +75,15 @@ def test_ci_runs_on_pull_requests_and_pushes_to_other_branches():
     assert on == {"pull_request": None, "push": {"branches-ignore": ["main"]}}
 
 
+def test_test_workflow_runs_only_when_called():
+    assert triggers(load("test.yml")) == {"workflow_call": None}
+
+
 def test_deploys_never_overlap_nor_cancel_each_other():
     assert load("deploy.yml")["concurrency"] == {"group": "deploy-main", "cancel-in-progress": False}
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "deploy.yml"])
+@pytest.mark.parametrize("name", ["ci.yml", "deploy.yml", "test.yml"])
 def test_top_level_permissions_are_empty(name):
     assert load(name)["permissions"] == {}
 
@@ -85,7 +96,7 @@ def test_every_job_declares_least_privilege_permissions():
         assert job["permissions"] == expected, f"{workflow}:{name}"
         seen[f"{workflow}:{name}"] = assumes_role
     assert seen == {"ci.yml:test": False, "deploy.yml:test": False,
-                    "deploy.yml:build-push": True, "deploy.yml:deploy": True}
+                    "deploy.yml:build-push": True, "deploy.yml:deploy": True, "test.yml:test": False}
 
 
 def test_every_action_is_pinned_to_a_reviewed_commit_sha_with_its_version():
@@ -99,27 +110,43 @@ def test_every_action_is_pinned_to_a_reviewed_commit_sha_with_its_version():
             assert re.fullmatch(r"[0-9a-f]{40}", ref), line
             assert f"{ref}{rest}" == PINNED[action], line
             count += 1
-    assert count == 11
+    assert count == 8
 
 
 def test_checkouts_do_not_persist_credentials():
-    for workflow, name, job in all_jobs():
+    for workflow, name, job in jobs_with_steps():
         checkouts = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
         assert len(checkouts) == 1, f"{workflow}:{name}"
         assert checkouts[0]["with"] == {"persist-credentials": False}
 
 
 def test_no_expression_is_expanded_inside_a_run_script():
-    runs = [step["run"] for _, _, job in all_jobs() for step in job["steps"] if "run" in step]
-    assert len(runs) == 7
+    runs = [step["run"] for _, _, job in jobs_with_steps() for step in job["steps"] if "run" in step]
+    assert len(runs) == 6
     for script in runs:
         assert "${{" not in script, script
 
 
+def test_the_reusable_test_job_runs_exactly_the_readme_test_command_and_is_its_only_home():
+    runs = [step["run"] for step in steps(load("test.yml"), "test") if "run" in step]
+    assert runs == ["curl --version | head -n 1 && node --version && npm --version && pwsh --version",
+                    README_TEST_COMMAND]
+    assert {path.name: path.read_text().count(README_TEST_COMMAND) for path in WORKFLOWS.glob("*.yml")} == {
+        "ci.yml": 0, "deploy.yml": 0, "test.yml": 1}
+
+
+def test_the_test_job_sets_up_python_and_terraform_on_a_hosted_ubuntu_runner():
+    job = load("test.yml")["jobs"]["test"]
+    assert job["runs-on"] == "ubuntu-latest"  # ships pwsh, so the .ps1 tests run there
+    assert uses_of(job) == ["actions/checkout", "actions/setup-python", "hashicorp/setup-terraform"]
+    assert job["steps"][1]["with"] == {"python-version": "3.11"}
+    assert job["steps"][2]["with"] == {"terraform_version": "1.11.4", "terraform_wrapper": False}
+
+
 @pytest.mark.parametrize("name", ["ci.yml", "deploy.yml"])
-def test_test_job_runs_exactly_the_readme_test_command(name):
-    runs = [step["run"] for step in steps(load(name), "test") if "run" in step]
-    assert runs[-1] == README_TEST_COMMAND
+def test_ci_and_deploy_both_call_the_reusable_test_workflow(name):
+    assert load(name)["jobs"]["test"] == {"name": "test", "permissions": {"contents": "read"},
+                                          "uses": TEST_WORKFLOW}
 
 
 def test_readme_documents_the_same_test_command():
@@ -139,7 +166,7 @@ def test_jobs_run_in_order_test_build_push_deploy_on_main_only():
 
 
 def test_role_comes_from_a_repository_variable():
-    for _, name, job in all_jobs():
+    for _, name, job in jobs_with_steps():
         for step in job["steps"]:
             if step.get("uses", "").startswith(CONFIGURE_AWS + "@"):
                 assert step["with"] == {"role-to-assume": "${{ vars.AWS_ROLE_ARN }}",
