@@ -165,7 +165,7 @@ function Invoke-Main([string[]]$Arguments) {
   }
   Assert-Usage $Arguments
   $tag = $Arguments[0]; $previous = @('', ''); $arns = @('', '')
-  $workdir = New-Item -ItemType Directory -Path (Join-Path ([IO.Path]::GetTempPath()) ([IO.Path]::GetRandomFileName()))
+  $workdir = (New-Item -ItemType Directory -Path (Join-Path ([IO.Path]::GetTempPath()) ([IO.Path]::GetRandomFileName()))).FullName
   try {
     foreach ($i in 0, 1) { Assert-ImageTag $REPOSITORIES[$i] $tag }
     foreach ($i in 0, 1) {
@@ -182,6 +182,7 @@ function Invoke-Main([string[]]$Arguments) {
   finally {
     Remove-Item -LiteralPath $workdir -Recurse -Force
   }
+  exit 0
 }
 
 Invoke-Main $args

@@ -98,7 +98,7 @@ function Read-Arguments([string[]]$Argv) {
     Exit-WithUsageError "interval must be a number of seconds, got '$($script:interval)'" }
   if ($script:seed -cnotmatch '^-?[0-9]+$') { Exit-WithUsageError "seed must be an integer, got '$($script:seed)'" }
   if (-not $script:prompt) { Exit-WithUsageError 'prompt must not be empty' }
-  $script:baseUrl = $script:baseUrl.TrimEnd('/')
+  $script:baseUrl = $script:baseUrl -creplace '/$', ''
 }
 
 # bash: http. Sends METHOD URL [JSON]; sets httpStatus and httpBody. Returns $false if nothing answered.
