@@ -26,6 +26,9 @@ function Get-EnvOrDefault([string]$Name, [string]$Default) {
 }
 
 Set-Variable -Option ReadOnly -Name PROG -Value (Split-Path -Leaf $PSCommandPath)
+# Exit-WithError (every failure exits 1, not the AWS CLI's own status: hence the $LASTEXITCODE
+# checks) and Exit-WithUsageError.
+. (Join-Path $PSScriptRoot 'lib' 'errors.ps1')
 Set-Variable -Option ReadOnly -Name REGION -Value (Get-EnvOrDefault 'AWS_REGION' (Get-EnvOrDefault 'AWS_DEFAULT_REGION' 'us-east-1'))
 Set-Variable -Option ReadOnly -Name CLUSTER -Value (Get-EnvOrDefault 'ECS_CLUSTER' 'ghost-engine-cluster-dev')
 Set-Variable -Option ReadOnly -Name SERVICES -Value @((Get-EnvOrDefault 'ORCHESTRATOR_SERVICE' 'orchestrator'), (Get-EnvOrDefault 'WORKER_SERVICE' 'worker'))
@@ -55,20 +58,6 @@ Environment (default):
 
 Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.
 "@
-}
-
-# bash: die. Print an error and exit 1. Every failure exits 1, not the AWS CLI's own status: hence
-# the $LASTEXITCODE checks.
-function Exit-WithError([string]$Message) {
-  [Console]::Error.WriteLine("${PROG}: $Message")
-  exit 1
-}
-
-# bash: usage_error. Say what was wrong, then the usage, on stderr; exit 2.
-function Exit-WithUsageError([string]$Message) {
-  [Console]::Error.WriteLine("${PROG}: $Message")
-  [Console]::Error.WriteLine((Get-Usage))
-  exit 2
 }
 
 # bash: check_usage. Exit 2 unless the arguments are one valid IMAGE_TAG and the environment's

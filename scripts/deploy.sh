@@ -16,6 +16,9 @@
 set -o errexit -o nounset -o pipefail
 
 readonly PROG="${0##*/}"
+# die (every failure exits 1, not the AWS CLI's own status: hence `|| exit 1`) and usage_error.
+# shellcheck source-path=SCRIPTDIR source=lib/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"
 readonly REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}"
 readonly CLUSTER="${ECS_CLUSTER:-ghost-engine-cluster-dev}"
 readonly SERVICES=("${ORCHESTRATOR_SERVICE:-orchestrator}" "${WORKER_SERVICE:-worker}")
@@ -44,19 +47,6 @@ Environment (default):
 
 Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.
 EOF
-}
-
-# Print an error and exit 1. Every failure exits 1, not the AWS CLI's own status: hence `|| exit 1`.
-die() {
-  echo "${PROG}: $*" >&2
-  exit 1
-}
-
-# Say what was wrong, then the usage, on stderr; exit 2.
-usage_error() {
-  echo "${PROG}: $*" >&2
-  usage >&2
-  exit 2
 }
 
 # Exit 2 unless the arguments are one valid IMAGE_TAG and the environment's settings are valid.

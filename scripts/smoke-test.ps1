@@ -13,6 +13,8 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 
 Set-Variable -Option Constant -Name PROG -Value (Split-Path -Leaf $PSCommandPath)
+# Exit-WithError and Exit-WithUsageError: the error style every script here shares.
+. (Join-Path $PSScriptRoot 'lib' 'errors.ps1')
 Set-Variable -Option Constant -Name DEFAULT_BASE_URL -Value 'http://localhost:8080'
 Set-Variable -Option Constant -Name DEFAULT_TIMEOUT_SECONDS -Value '120'
 Set-Variable -Option Constant -Name DEFAULT_INTERVAL_SECONDS -Value '0.5'
@@ -53,19 +55,6 @@ prints the result.
 Every request carries one generated X-Request-Id (printed first) to find the run in logs.
 Exit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage.
 "@
-}
-
-# bash: die
-function Exit-WithError([string]$Message) {
-  [Console]::Error.WriteLine("${PROG}: $Message")
-  exit 1
-}
-
-# bash: usage_error
-function Exit-WithUsageError([string]$Message) {
-  [Console]::Error.WriteLine("${PROG}: $Message")
-  [Console]::Error.WriteLine((Get-Usage))
-  exit 2
 }
 
 # bash: parse_args

@@ -9,6 +9,9 @@
 set -o errexit -o nounset -o pipefail
 
 readonly PROG="${0##*/}"
+# die and usage_error: the error style every script here shares.
+# shellcheck source-path=SCRIPTDIR source=lib/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"
 readonly DEFAULT_BASE_URL="http://localhost:8080"
 readonly DEFAULT_TIMEOUT_SECONDS=120
 readonly DEFAULT_INTERVAL_SECONDS=0.5
@@ -77,17 +80,6 @@ prints the result.
 Every request carries one generated X-Request-Id (printed first) to find the run in logs.
 Exit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage.
 EOF
-}
-
-die() {
-  echo "${PROG}: $*" >&2
-  exit 1
-}
-
-usage_error() {
-  echo "${PROG}: $*" >&2
-  usage >&2
-  exit 2
 }
 
 parse_args() {

@@ -13,6 +13,8 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 Set-Variable -Option Constant -Name PROG -Value (Split-Path -Leaf $PSCommandPath)
+# Exit-WithError and Exit-WithUsageError: the error style every script here shares.
+. (Join-Path $PSScriptRoot 'lib' 'errors.ps1')
 Set-Variable -Option Constant -Name DEFAULT_SINCE_MINUTES -Value 60
 Set-Variable -Option Constant -Name DEFAULT_PAGE_SIZE -Value 1000
 Set-Variable -Option Constant -Name ORCHESTRATOR_GROUP -Value $(if ($env:ORCHESTRATOR_LOG_GROUP) { $env:ORCHESTRATOR_LOG_GROUP } else { '/ecs/ghost-engine-orchestrator-dev' })
@@ -51,30 +53,20 @@ Exit status: 0 lines found; 1 no lines found or the AWS CLI failed; 2 bad usage.
 "@
 }
 
-# bash: die_usage
-function Exit-WithUsageError([string]$Message) {
-  [Console]::Error.WriteLine("${PROG}: $Message")
-  [Console]::Error.WriteLine((Get-Usage))
-  exit 2
-}
-
 # bash: fetch_term. Prints the message of every event in both log groups that contains TERM, one a line.
 function Get-TermLines([string]$Term, [long]$StartMs, [long]$PageSize) {
   foreach ($group in @($ORCHESTRATOR_GROUP, $WORKER_GROUP)) {
     & aws logs filter-log-events --region $REGION --log-group-name $group `
       --start-time $StartMs --filter-pattern "`"$Term`"" --page-size $PageSize `
       --query 'events[].[message]' --output text
-    if ($LASTEXITCODE -ne 0) {
-      [Console]::Error.WriteLine("${PROG}: aws logs filter-log-events failed on $group")
-      exit 1
-    }
+    if ($LASTEXITCODE -ne 0) { Exit-WithError "aws logs filter-log-events failed on $group" }
   }
 }
 
 # bash: from_cloudwatch. The job's lines in CloudWatch: those containing the job id, then those
 # containing one of their request ids (lines threaded by request id need not carry the job id).
 function Write-CloudWatchTimeline([string]$JobId, [long]$Since, [long]$PageSize) {
-  if (-not (Get-Command aws -ErrorAction SilentlyContinue)) { [Console]::Error.WriteLine("${PROG}: the aws CLI is not installed"); exit 1 }
+  if (-not (Get-Command aws -ErrorAction SilentlyContinue)) { Exit-WithError 'the aws CLI is not installed' }
   $startMs = ([DateTimeOffset]::UtcNow.ToUnixTimeSeconds() - $Since * 60) * 1000
   $lines = @(Get-TermLines $JobId $startMs $PageSize)
   $rids = @($lines | & $PYTHON $TIMELINE --prog $PROG request-ids $JobId)

@@ -8,6 +8,9 @@
 set -o errexit -o nounset -o pipefail
 
 readonly PROG="${0##*/}"
+# die and usage_error: the error style every script here shares.
+# shellcheck source-path=SCRIPTDIR source=lib/errors.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"
 readonly DEFAULT_SINCE_MINUTES=60
 readonly DEFAULT_PAGE_SIZE=1000
 readonly ORCHESTRATOR_GROUP="${ORCHESTRATOR_LOG_GROUP:-/ecs/ghost-engine-orchestrator-dev}"
@@ -45,22 +48,14 @@ Exit status: 0 lines found; 1 no lines found or the AWS CLI failed; 2 bad usage.
 EOF
 }
 
-die_usage() {
-  echo "${PROG}: $1" >&2
-  usage >&2
-  exit 2
-}
-
 # Prints the message of every event in both log groups that contains TERM, one a line.
 fetch_term() {
   local term="$1" start_ms="$2" page_size="$3" group
   for group in "${ORCHESTRATOR_GROUP}" "${WORKER_GROUP}"; do
-    if ! aws logs filter-log-events --region "${REGION}" --log-group-name "${group}" \
+    aws logs filter-log-events --region "${REGION}" --log-group-name "${group}" \
       --start-time "${start_ms}" --filter-pattern "\"${term}\"" --page-size "${page_size}" \
-      --query 'events[].[message]' --output text </dev/null; then
-      echo "${PROG}: aws logs filter-log-events failed on ${group}" >&2
-      return 1
-    fi
+      --query 'events[].[message]' --output text </dev/null \
+      || die "aws logs filter-log-events failed on ${group}"
   done
 }
 
@@ -68,7 +63,7 @@ fetch_term() {
 # of their request ids (lines threaded by request id need not carry the job id).
 from_cloudwatch() {
   local job_id="$1" since="$2" page_size="$3" start_ms lines more rid rids
-  command -v aws >/dev/null || { echo "${PROG}: the aws CLI is not installed" >&2; exit 1; }
+  command -v aws >/dev/null || die "the aws CLI is not installed"
   start_ms=$((($(date +%s) - since * 60) * 1000))
   lines="$(fetch_term "${job_id}" "${start_ms}" "${page_size}")" || exit 1
   rids="$(python3 "${TIMELINE}" --prog "${PROG}" request-ids "${job_id}" <<<"${lines}")"
@@ -89,20 +84,20 @@ main() {
       -h | --help) usage; exit 0 ;;
       --cloudwatch) cloudwatch=true ;;
       --since | --page-size)
-        (($# > 1)) || die_usage "$1 needs a value"
-        [[ "$2" =~ ^[1-9][0-9]*$ ]] || die_usage "$1 must be a whole number > 0, got '$2'"
+        (($# > 1)) || usage_error "$1 needs a value"
+        [[ "$2" =~ ^[1-9][0-9]*$ ]] || usage_error "$1 must be a whole number > 0, got '$2'"
         if [[ "$1" == --since ]]; then since="$2"; else page_size="$2"; fi
         shift ;;
-      -?*) die_usage "unknown option: $1" ;;
+      -?*) usage_error "unknown option: $1" ;;
       *) if [[ -z "${job_id}" ]]; then job_id="$1"; else files+=("$1"); fi ;;
     esac
     shift
   done
-  [[ -n "${job_id}" ]] || die_usage "JOB_ID is required"
-  [[ "${job_id}" =~ ${ID_PATTERN} ]] || die_usage "JOB_ID may hold only A-Z a-z 0-9 . _ : ; = / + -, got '${job_id}'"
-  ((page_size <= 10000)) || die_usage "--page-size must be at most 10000, got '${page_size}'"
+  [[ -n "${job_id}" ]] || usage_error "JOB_ID is required"
+  [[ "${job_id}" =~ ${ID_PATTERN} ]] || usage_error "JOB_ID may hold only A-Z a-z 0-9 . _ : ; = / + -, got '${job_id}'"
+  ((page_size <= 10000)) || usage_error "--page-size must be at most 10000, got '${page_size}'"
   if [[ "${cloudwatch}" == true ]] && ((${#files[@]} > 0)); then
-    die_usage "--cloudwatch reads no LOG_FILE, got '${files[0]}'"
+    usage_error "--cloudwatch reads no LOG_FILE, got '${files[0]}'"
   fi
   if [[ "${cloudwatch}" == false ]] && ((${#files[@]} == 0)); then
     if [[ -t 0 ]]; then cloudwatch=true; else files=(-); fi

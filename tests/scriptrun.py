@@ -27,10 +27,11 @@ requires_pwsh = pytest.mark.skipif(PWSH is None and not ON_GITHUB_ACTIONS, reaso
 PWSH_ENV = {"POWERSHELL_TELEMETRY_OPTOUT": "1", "POWERSHELL_UPDATECHECK": "Off"}
 
 
-def variants(stem: str) -> list:
-    """``scripts/<stem>.sh`` and ``scripts/<stem>.ps1`` as pytest params with ids sh and ps1."""
-    return [pytest.param(SCRIPTS / f"{stem}.sh", id="sh"),
-            pytest.param(SCRIPTS / f"{stem}.ps1", id="ps1", marks=requires_pwsh)]
+def variants(stem: str, named: bool = False) -> list:
+    """``scripts/<stem>.sh`` and ``scripts/<stem>.ps1`` as pytest params, with ids sh and ps1
+    (or the file names, ``named``)."""
+    return [pytest.param(SCRIPTS / f"{stem}.sh", id=f"{stem}.sh" if named else "sh"),
+            pytest.param(SCRIPTS / f"{stem}.ps1", id=f"{stem}.ps1" if named else "ps1", marks=requires_pwsh)]
 
 
 def command(script: pathlib.Path) -> list[str]:

@@ -17,7 +17,9 @@ import tree_sitter_powershell
 from scriptrun import SCRIPTS, usage_text
 
 PS1 = sorted(SCRIPTS.glob("*.ps1"))
+LIBRARIES = sorted(SCRIPTS.glob("lib/*.ps1"))  # dot-sourced by the scripts, not run
 PAIRS = [(p.with_suffix(".sh"), p) for p in PS1]
+BASH_FUNCTION = re.compile(r"^([a-z_]+)\(\) \{", re.MULTILINE)
 PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
 # Constructs PowerShell accepts that tree-sitter-powershell reports as errors, each with its reason:
 # {(file name, "line L, column C: ..."): "reason"}. Prefer none: rewrite the construct instead
@@ -73,9 +75,10 @@ def functions(path: pathlib.Path) -> list[tuple[str, int]]:
 
 def test_every_port_is_checked():
     assert [p.name for p in PS1] == ["deploy.ps1", "smoke-test.ps1", "trace.ps1"]
+    assert [p.name for p in LIBRARIES] == ["errors.ps1"]
 
 
-@pytest.mark.parametrize("ps1", PS1, ids=lambda p: p.name)
+@pytest.mark.parametrize("ps1", PS1 + LIBRARIES, ids=lambda p: p.name)
 def test_powershell_script_parses_without_errors(ps1):
     errors = [e for e in syntax_errors(ps1.read_bytes()) if (ps1.name, e) not in ALLOWED_PARSE_ERRORS]
     assert errors == [], f"{ps1.name}:\n" + "\n".join(errors)
@@ -100,19 +103,22 @@ def test_powershell_script_follows_the_script_conventions(ps1):
     assert "Set-Variable -Option Constant -Name PROG -Value (Split-Path -Leaf $PSCommandPath)" in lines \
         or "Set-Variable -Option ReadOnly -Name PROG -Value (Split-Path -Leaf $PSCommandPath)" in lines
     assert [line for line in lines if line.strip()][-1].startswith("Invoke-Main $args")
+    assert ". (Join-Path $PSScriptRoot 'lib' 'errors.ps1')" in lines
+    assert not {"Exit-WithError", "Exit-WithUsageError"} & {name for name, _ in functions(ps1)}
 
 
-@pytest.mark.parametrize("ps1", PS1, ids=lambda p: p.name)
+@pytest.mark.parametrize("ps1", PS1 + LIBRARIES, ids=lambda p: p.name)
 def test_functions_are_named_verb_noun_with_approved_verbs(ps1):
     names = [name for name, _ in functions(ps1)]
-    assert len(names) >= 5
+    assert len(names) >= 2
     assert [n for n in names if not VERB_NOUN.fullmatch(n) or n.split("-")[0] not in APPROVED_VERBS] == []
 
 
-@pytest.mark.parametrize(("sh", "ps1"), PAIRS, ids=lambda p: p.name)
+@pytest.mark.parametrize(("sh", "ps1"), PAIRS + [(p.with_suffix(".sh"), p) for p in LIBRARIES],
+                         ids=lambda p: p.name)
 def test_each_function_names_its_bash_twin_and_the_twin_exists(sh, ps1):
     lines = ps1.read_text(encoding="utf-8").splitlines()
-    bash_functions = set(re.findall(r"^([a-z_]+)\(\) \{", sh.read_text(encoding="utf-8"), re.MULTILINE))
+    bash_functions = set(BASH_FUNCTION.findall(sh.read_text(encoding="utf-8")))
     twins = {}
     for name, row in functions(ps1):
         start = row
@@ -123,7 +129,10 @@ def test_each_function_names_its_bash_twin_and_the_twin_exists(sh, ps1):
         twins[name] = match.group(1)
     named = {twin for twin in twins.values() if not twin.startswith("none")}
     assert named - bash_functions == set()
-    assert "main" in named and "usage" in named
+    if ps1 in LIBRARIES:
+        assert named == bash_functions
+    else:
+        assert "main" in named and "usage" in named
 
 
 @pytest.mark.parametrize(("sh", "ps1"), PAIRS, ids=lambda p: p.name)

@@ -18,6 +18,7 @@ import scriptrun
 from conftest import find_tool, free_port
 
 SCRIPTS = sorted(scriptrun.SCRIPTS.glob("*.sh"))
+LIBRARIES = sorted(scriptrun.SCRIPTS.glob("lib/*.sh"))  # sourced by the scripts, not run
 SMOKE_ENV_VARS = {"BASE_URL", "SMOKE_TIMEOUT_SECONDS", "SMOKE_POLL_INTERVAL_SECONDS", "PROMPT", "SEED", "STYLE"}
 STRICT_MODE = "set -o errexit -o nounset -o pipefail"
 REQUEST_ID = re.compile(r"smoke-[0-9a-f]{12}")
@@ -38,12 +39,21 @@ def run_smoke(script, *args: str, timeout: float = 60, **env: str):
 
 def test_the_known_scripts_exist():
     assert [p.name for p in SCRIPTS] == ["deploy.sh", "smoke-test.sh", "trace.sh"]
+    assert [p.name for p in LIBRARIES] == ["errors.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS + LIBRARIES, ids=lambda p: p.name)
+def test_shellcheck_reports_nothing(script):
+    """-x: each script is checked with the library it sources."""
+    proc = subprocess.run([find_tool("shellcheck"), "-x", str(script)], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_shellcheck_reports_nothing(script):
-    proc = subprocess.run([find_tool("shellcheck"), str(script)], capture_output=True, text=True, timeout=60)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+def test_script_sources_the_shared_error_functions_instead_of_its_own(script):
+    text = script.read_text(encoding="utf-8")
+    assert 'source "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"' in text.splitlines()
+    assert "die() {" not in text and "usage_error() {" not in text
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -57,14 +67,28 @@ def test_script_follows_the_shell_conventions(script):
     assert os.access(script, os.X_OK)
 
 
+# Each script's synopsis and exit-status line, as its usage prints them.
+USAGE_ENDS = {
+    "deploy": ("IMAGE_TAG", "Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage."),
+    "smoke-test": ("[options] [BASE_URL]", "Exit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage."),
+    "trace": ("[options] JOB_ID [LOG_FILE...]",
+              "Exit status: 0 lines found; 1 no lines found or the AWS CLI failed; 2 bad usage."),
+}
+
+
 @pytest.mark.parametrize("flag", ["-h", "--help"])
-def test_help_prints_usage_on_stdout_and_exits_0(smoke, flag):
-    proc = run_smoke(smoke, flag)
+@pytest.mark.parametrize("script", [v for stem in USAGE_ENDS for v in scriptrun.variants(stem, named=True)])
+def test_help_prints_the_usage_on_stdout_and_exits_0(script, flag):
+    synopsis, exit_status = USAGE_ENDS[script.stem]
+    proc = scriptrun.run(script, flag)
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout.startswith(f"Usage: {smoke.name} [options] [BASE_URL]\n")
-    assert proc.stdout.endswith("\nExit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage.\n")
-    for name in SMOKE_ENV_VARS:
-        assert f"env {name}" in proc.stdout
+    assert proc.stdout.startswith(f"Usage: {script.name} {synopsis}\n")
+    assert proc.stdout.endswith(f"\n{exit_status}\n")
+
+
+def test_smoke_usage_documents_its_environment_variables(smoke):
+    proc = run_smoke(smoke, "--help")
+    assert [name for name in sorted(SMOKE_ENV_VARS) if f"env {name}," not in proc.stdout] == []
 
 
 @pytest.mark.parametrize(("args", "env", "message"), [
