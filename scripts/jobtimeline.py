@@ -13,10 +13,12 @@ calling script (trace.sh, trace.ps1; default jobtimeline.py). Exit codes: 0 line
 1 none, 2 unreadable file.
 """
 
+import io
 import json
 import os
 import re
 import sys
+from typing import cast
 
 HIDDEN = ('timestamp', 'level', 'service', 'message', 'jobId', '_aws', 'error')
 SAFE_ID = re.compile(r'^[A-Za-z0-9._:;=/+-]+$')
@@ -96,8 +98,8 @@ def main(argv):
 
 def run(prog, mode, job_id, label='', *sources):
     '''One mode of the usage above; returns the exit code.'''
-    sys.stdin.reconfigure(encoding='utf-8', errors='replace')
-    sys.stdout.reconfigure(errors='replace')
+    cast(io.TextIOWrapper, sys.stdin).reconfigure(encoding='utf-8', errors='replace')
+    cast(io.TextIOWrapper, sys.stdout).reconfigure(errors='replace')
     docs = documents(sources or ['-'])
     rids = request_ids(docs, job_id)
     if mode == 'request-ids':

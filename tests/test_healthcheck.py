@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

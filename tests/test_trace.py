@@ -323,7 +323,7 @@ def test_cloudwatch_follows_request_ids_honours_since_and_the_group_variables(sc
     now_ms = int(time.time() * 1000)
 
     def line(offset_ms: int, service: str, message: str, **fields) -> str:
-        stamp = datetime.datetime.fromtimestamp((now_ms + offset_ms) / 1000, datetime.timezone.utc)
+        stamp = datetime.datetime.fromtimestamp((now_ms + offset_ms) / 1000, datetime.UTC)
         doc = {"timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "level": "INFO",
                "service": service, "message": message, **fields}
         return json.dumps(doc, separators=(",", ":"))
