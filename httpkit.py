@@ -1,40 +1,40 @@
-"""HTTP plumbing shared by the orchestrator and the worker.
+"""Request handling shared by the orchestrator and the worker (the server is ``httpserver``).
 
-Both services are ``http.server.ThreadingHTTPServer`` apps with the same needs: a route
-table, one JSON error shape for every 4xx/5xx (including the errors the stdlib raises
-itself), request ids, JSON access lines, bounded JSON bodies, responses written in a
-single ``write``, and a SIGTERM drain.
-Keeping that here means the two service modules hold only their own behaviour.
+Both services need the same things of a request: a route table, one JSON error shape for
+every 4xx/5xx, request ids, JSON access lines, bounded JSON bodies and responses written in
+a single ``write``. Keeping that here means the two service modules hold only their own
+behaviour.
+
+Hardening (README "Reliability"): request heads are read and parsed strictly by
+``httphead`` (no request smuggling), within a deadline and a size cap; a body that a
+handler does not read is drained or the connection closed, so the next request on a
+keep-alive connection starts where the client's does; each process serves at most
+``max_connections`` connections and refuses more with a fast 503; after SIGTERM a request
+on an open connection gets 503 and ``Connection: close``.
 """
 
 from __future__ import annotations
 
 import http
-import json
-import os
 import re
-import signal
 import socket
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import jsonbody
 import logjson
+from httphead import ConnectionReader, HeadError, Headers, HeadTimeout, parse_head
+from httpserver import Server
 from logjson import log
 
 JSON_TYPE = "application/json"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:;=/+\-]{1,200}$")
-# Codes for the errors the stdlib sends on its own (bad request line, long URI, ...).
-_STATUS_CODES = {
-    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
-    411: "length_required", 413: "payload_too_large", 414: "uri_too_long",
-    431: "headers_too_large", 500: "internal_error", 501: "not_implemented",
-    503: "service_unavailable", 505: "http_version_not_supported",
-}
+_JSON_MEDIA_TYPE = re.compile(r"application/json\s*(;\s*charset\s*=\s*\"?utf-8\"?\s*)?", re.I)
+# Codes for errors raised outside our handlers (the stdlib's own send_error, if ever called).
+_STATUS_CODES = {400: "bad_request", 408: "request_timeout", 500: "internal_error", 503: "service_unavailable"}
 
 
 class HTTPError(Exception):
@@ -92,13 +92,76 @@ class JsonHandler(BaseHTTPRequestHandler):
     # Idle keep-alive connections close after this; longer than the ALB's 60 s idle timeout,
     # so the ALB, not us, closes idle connections (else it may reuse one we just closed: 502).
     timeout = 75
-    server: Server  # the Server below: app, limits, active-request count
+    server: Server  # app, limits, active-request count, stopping
+    headers: Headers  # type: ignore[assignment]  # httphead's strict parse, not email.message.Message
     router: Router
     error_map: Mapping[type[BaseException], Callable[[BaseException], HTTPError]] = {}
 
     def setup(self) -> None:
         super().setup()
+        # Every response is one write; without this, a write after a write on a keep-alive
+        # connection waits for the client's delayed ACK (~40 ms).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = ConnectionReader(self.connection)
+        self.command, self.path, self.request_version, self.headers = "", "", "HTTP/1.1", Headers()
+        self._unread = 0
+
+    def handle_one_request(self) -> None:
+        """Read one request head strictly, dispatch it, then keep the stream in step."""
+        limits = self.server.limits
+        try:
+            raw = self.reader.read_head(self.timeout, limits.head_timeout_seconds, limits.max_head_bytes)
+            if raw is None:
+                self.close_connection = True
+                return
+            head = parse_head(raw)
+        except HeadError as exc:
+            self._refuse(HTTPError(exc.status, exc.code, exc.message))
+            return
+        except HeadTimeout as exc:
+            self._refuse(HTTPError(408, "request_timeout", str(exc)))
+            return
+        except OSError:  # reset or closed by the client mid-head
+            self.close_connection = True
+            return
+        self.command, self.path, self.request_version = head.method, head.target, head.version
+        self.requestline = f"{head.method} {head.target} {head.version}"
+        self.headers, self._unread = head.headers, head.content_length
+        # A body we would neither read nor drain leaves the stream out of step: say so now.
+        self.close_connection = not head.keep_alive or head.content_length > limits.max_body_bytes
+        if self.server.stopping.is_set():
+            self.close_connection = True
+            self._refuse(HTTPError(503, "shutting_down", "this server is shutting down; retry on a new connection",
+                                   {"Retry-After": "1"}))
+        else:
+            self._dispatch()
+        self._skip_unread_body()
+
+    def _skip_unread_body(self) -> None:
+        """Drain a body the handler did not read, so the next request starts in step; when
+        that is not possible (too large, Expect: 100-continue, too slow), close instead."""
+        if not self._unread or self.close_connection:
+            return
+        if self.headers.get("expect") is not None:
+            self.close_connection = True
+            return
+        try:
+            self.reader.read_body(self._unread, self.server.limits.head_timeout_seconds)
+            self._unread = 0
+        except (HeadTimeout, OSError):
+            self.close_connection = True
+
+    def _refuse(self, exc: HTTPError) -> None:
+        """Answer a request we will not dispatch (malformed, too slow, shutting down) and close."""
+        self.close_connection = True
+        token = logjson.request_id.set(self._request_id() if self.headers else uuid.uuid4().hex)
+        try:
+            self.send_json(exc.status, exc.body(), exc.headers)
+        except OSError:
+            pass  # the client is gone; nothing to tell it
+        log.info("request", method=self.command or None, path=self.path.split("?", 1)[0] or None,
+                 status=exc.status, reason=exc.message)
+        logjson.request_id.reset(token)
 
     @property
     def app(self) -> Any:
@@ -153,11 +216,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         return None
 
     def _send_http_error(self, exc: HTTPError) -> None:
-        if exc.status in (400, 411, 413):
-            self.close_connection = True  # the body may be unread: the stream is out of step
         self.send_json(exc.status, exc.body(), exc.headers)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
     def _request_id(self) -> str:
         for name in ("X-Request-Id", "X-Amzn-Trace-Id"):
@@ -169,27 +228,36 @@ class JsonHandler(BaseHTTPRequestHandler):
     # -- request body ---------------------------------------------------------------
 
     def read_json(self) -> dict[str, Any]:
-        """The request body as a JSON object, within the server's ``max_body_bytes``; else HTTPError."""
-        if self.headers.get("Transfer-Encoding"):
-            raise HTTPError(411, "length_required", "send the body with a Content-Length header, not Transfer-Encoding")
-        raw_length = self.headers.get("Content-Length")
-        if raw_length is None:
+        """The request body as a JSON object of valid Unicode text without duplicate keys,
+        sent as ``application/json`` within the server's ``max_body_bytes``; else HTTPError."""
+        media_type = self.headers.get("content-type")
+        if media_type is None or not _JSON_MEDIA_TYPE.fullmatch(media_type.strip()):
+            raise HTTPError(415, "unsupported_media_type",
+                            f"send the body as Content-Type: application/json, got {media_type!r}")
+        if "content-length" not in self.headers:
             raise HTTPError(411, "length_required", "a JSON body with a Content-Length header is required")
-        if not (raw_length.isascii() and raw_length.isdigit()):
-            raise HTTPError(400, "bad_request", f"Content-Length must be a non-negative integer, got {raw_length!r}")
-        length, limit = int(raw_length), self.server.max_body_bytes
+        length, limit = self._unread, self.server.limits.max_body_bytes
         if length > limit:
             raise HTTPError(413, "payload_too_large", f"body is {length} bytes; the limit is {limit} bytes")
-        raw = self.rfile.read(length)
         try:
-            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except UnicodeDecodeError as exc:
-            raise HTTPError(400, "invalid_json", f"body is not valid UTF-8 (byte {exc.start})") from None
-        except (ValueError, RecursionError) as exc:
-            raise HTTPError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise HTTPError(400, "invalid_json", f"body must be a JSON object, got {type(body).__name__}")
-        return body
+            return jsonbody.decode(self._read_body(length))
+        except jsonbody.BodyError as exc:
+            raise HTTPError(400, "invalid_json", str(exc)) from None
+
+    def _read_body(self, length: int) -> bytes:
+        expect = self.headers.get("expect")
+        if expect is not None:
+            if expect.lower() != "100-continue":
+                self.close_connection = True
+                raise HTTPError(417, "expectation_failed", f"Expect: {expect!r} is not supported; only 100-continue")
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            raw = self.reader.read_body(length, self.server.limits.head_timeout_seconds)
+        except HeadTimeout as exc:
+            self.close_connection = True
+            raise HTTPError(408, "request_timeout", str(exc)) from None
+        self._unread = 0
+        return raw
 
     # -- responses ------------------------------------------------------------------
 
@@ -229,18 +297,8 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors the stdlib raises itself (bad request line, long URI/headers, unknown
-        method) get the same JSON shape as ours, and the connection is closed."""
-        self.close_connection = True
-        self.status_sent = code
-        if logjson.request_id.get() is None:
-            logjson.request_id.set(uuid.uuid4().hex)
-        text = message or _phrase(code, "error")
-        try:
-            self.send_json(code, {"error": {"code": _STATUS_CODES.get(code, "error"), "message": text}})
-        except OSError:
-            pass  # the client is gone; nothing to tell it
-        log.info("request", method=self.command, status=code, reason=text)
+        """Errors the stdlib would send itself get our JSON shape, and the connection closes."""
+        self._refuse(HTTPError(code, _STATUS_CODES.get(code, "error"), message or _phrase(code, "error")))
 
     def log_message(self, format: str, *args: Any) -> None:
         """Route the stdlib's own messages (timeouts, errors) to JSON lines."""
@@ -256,75 +314,3 @@ def _phrase(status: int, default: str) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return default
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
-class ActiveRequests:
-    """Counts requests in progress so a shutdown can wait for them to finish."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._cond = threading.Condition()
-
-    def enter(self) -> None:
-        with self._cond:
-            self._count += 1
-
-    def leave(self) -> None:
-        with self._cond:
-            self._count -= 1
-            self._cond.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._count == 0, timeout)
-
-
-DEFAULT_MAX_BODY_BYTES = 16 * 1024
-
-
-class Server(ThreadingHTTPServer):
-    """A ThreadingHTTPServer with a deep listen backlog and JSON error logging, holding the
-    service's application object (``app``) and its request body limit."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024
-
-    def __init__(self, address: tuple[str, int], handler: type[JsonHandler], app: Any,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.active = ActiveRequests()
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return
-        log.error("connection error", exc=exc, client=str(client_address[0]))
-
-
-def serve(server: Server, on_stop: Callable[[], None]) -> int:
-    """Serve until SIGTERM/SIGINT, then stop accepting, run ``on_stop`` (the drain) and
-    return the exit code 0."""
-    stopping = threading.Event()
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            log.info("stopping", signal=signal.Signals(signum).name)
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    host, port = server.server_address[:2]
-    log.info("listening", host=host, port=port, pid=os.getpid())
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
-    on_stop()
-    log.info("stopped")
-    return 0

@@ -41,8 +41,15 @@ def error_fields(exc: BaseException) -> dict[str, str]:
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON, the encoding every line uses."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON, the encoding every line and response uses. Always encodable as UTF-8:
+    text that is not (an unpaired surrogate) comes out as a JSON escape instead."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True, default=str)
+    return text
 
 
 class Logger:

@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpkit
+import httpserver
 import logjson
 import scene
 from config import ConfigError, Env
 from httpkit import HTTPError, JsonHandler, Router
+from httpserver import Limits
 from logjson import log
 
 NDJSON = "application/x-ndjson"
@@ -43,6 +44,7 @@ class WorkerConfig:
     max_concurrent_jobs: int = 16
     shutdown_grace_seconds: float = 25.0
     log_level: str = "INFO"
+    limits: Limits = Limits()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerConfig:
@@ -55,6 +57,7 @@ class WorkerConfig:
             max_concurrent_jobs=env.integer("MAX_CONCURRENT_JOBS", cls.max_concurrent_jobs, minimum=1),
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
             log_level=env.level(),
+            limits=Limits.from_env(env),
         )
 
 
@@ -159,13 +162,13 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         log.error("invalid configuration", reason=str(exc))
         return 2
     logjson.configure("worker", config.log_level)
-    server = httpkit.Server((config.host, config.port), WorkerHandler, Worker(config))
+    server = httpserver.Server((config.host, config.port), WorkerHandler, Worker(config), config.limits)
 
     def drain() -> None:
         if not server.active.wait_idle(config.shutdown_grace_seconds):
             log.warning("shutdown grace period ended with requests still running")
 
-    return httpkit.serve(server, drain)
+    return httpserver.serve(server, drain)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def request(base_url: str, method: str, path: str, body: Any = None, headers: di
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
-        conn.request(method, path, data, headers or {})
+        sent = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, data, {**sent, **(headers or {})})
         resp = conn.getresponse()
         return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:

@@ -29,21 +29,14 @@ RESULT = line({"event": "result", "jobId": "j", "ok": True, "output": OUTPUT, "p
 
 
 def error_json(status: int, message: str) -> Answer:
-    def answer(h: BaseHTTPRequestHandler) -> None:
-        body = json.dumps({"error": {"code": "some_code", "message": message}}).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-    return answer
+    return error_text(status, json.dumps({"error": {"code": "some_code", "message": message}}), "application/json")
 
 
-def error_text(status: int, text: str) -> Answer:
+def error_text(status: int, text: str, content_type: str = "text/html") -> Answer:
     def answer(h: BaseHTTPRequestHandler) -> None:
         body = text.encode()
         h.send_response(status)
-        h.send_header("Content-Type", "text/html")
+        h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         h.wfile.write(body)

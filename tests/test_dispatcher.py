@@ -13,7 +13,7 @@ import worker
 from conftest import serving_in_thread
 from dispatcher import DispatchConfig, Dispatcher, QueueFull
 from fakeworker import OUTPUT, PAYLOAD, RESULT, error_json, fake_workers, line, progress, stream
-from httpkit import Server
+from httpserver import Server
 from logcapture import wait_for_line
 from polling import wait_until
 from store import MemoryStore

@@ -1,4 +1,4 @@
-"""Unit tests for httpkit: Router, ActiveRequests, and a real Server with a small JsonHandler app."""
+"""Unit tests for httpkit: Router, and a real Server with a small JsonHandler app."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import http.client
 import json
 import re
 import socket
-import types
 
 import pytest
 
-import httpkit
-import logjson
-from conftest import serving_in_thread
-from httpkit import HTTPError, JsonHandler, Router, Server
+from httpapp import RawExchange, assert_still_serving, call, port, raw, server
+from httpkit import HTTPError, Router
 from logcapture import wait_for_line
 
 HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -71,152 +68,7 @@ def test_router_wrong_method_is_405_with_allow_listing_the_methods_sorted():
     )
 
 
-# -- ActiveRequests ---------------------------------------------------------------------
-
-
-def test_active_requests_wait_idle_is_false_while_a_request_runs_and_true_after():
-    active = httpkit.ActiveRequests()
-    active.enter()
-    assert active.wait_idle(0.01) is False
-    active.leave()
-    assert active.wait_idle(0) is True
-
-
-# -- a real server with a small app -----------------------------------------------------
-
-
-class Gone(Exception):
-    pass
-
-
-def hello(h):
-    return 200, {"hello": "world"}
-
-
-def echo(h):
-    return 200, h.read_json()
-
-
-def item(h, item_id):
-    return 200, {"item": item_id}
-
-
-def created(h):
-    return 201, {"created": True}, {"Location": "/items/7"}
-
-
-def boom(h):
-    raise RuntimeError("secret detail")
-
-
-def gone(h):
-    raise Gone("it went away")
-
-
-def whoami(h):
-    return 200, {"requestId": logjson.request_id.get()}
-
-
-class AppHandler(JsonHandler):
-    router = Router({
-        ("GET", "/hello"): hello,
-        ("HEAD", "/hello"): hello,
-        ("POST", "/echo"): echo,
-        ("GET", "/items/{item_id}"): item,
-        ("DELETE", "/items/{item_id}"): item,
-        ("POST", "/items"): created,
-        ("GET", "/boom"): boom,
-        ("GET", "/gone"): gone,
-        ("GET", "/whoami"): whoami,
-    })
-    error_map = {Gone: lambda exc: HTTPError(410, "gone", str(exc))}
-
-    def setup(self) -> None:
-        super().setup()
-        self.wfile = RecordingWriter(self.wfile, self.server.app.writes)
-
-
-class RecordingWriter:
-    """Wraps the handler's wfile and records each ``write`` call's bytes."""
-
-    def __init__(self, raw, writes: list[bytes]):
-        self._raw, self._writes = raw, writes
-
-    def write(self, data: bytes) -> int:
-        self._writes.append(bytes(data))
-        return self._raw.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._raw, name)
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = Server(("127.0.0.1", 0), AppHandler, types.SimpleNamespace(writes=[]), max_body_bytes=64)
-    with serving_in_thread(srv):
-        yield srv
-
-
-@pytest.fixture
-def port(server) -> int:
-    return server.server_address[1]
-
-
-def call(port: int, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body, headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
-
-
-class RawExchange:
-    """One request sent as raw bytes; the response parsed by http.client."""
-
-    def __init__(self, port: int, data: bytes, method: str = "GET"):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        try:
-            self.sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before taking everything; read the answer
-        self.resp = http.client.HTTPResponse(self.sock, method=method)
-        self.resp.begin()
-        self.status, self.headers, self.body = self.resp.status, self.resp.headers, self.resp.read()
-
-    def server_closed(self, timeout: float = 5.0) -> bool:
-        """True once the server has closed its side; False if it keeps the connection open."""
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-        except TimeoutError:
-            return False
-
-    def close(self) -> None:
-        self.resp.close()
-        self.sock.close()
-
-
-@pytest.fixture
-def raw(port):
-    opened: list[RawExchange] = []
-
-    def send(data: bytes, method: str = "GET") -> RawExchange:
-        exchange = RawExchange(port, data, method)
-        opened.append(exchange)
-        return exchange
-
-    yield send
-    for exchange in opened:
-        exchange.close()
-
-
-def assert_still_serving(port: int) -> None:
-    assert call(port, "GET", "/hello")[::2] == (200, b'{"hello":"world"}')
+# -- a real server with a small app (tests/httpapp.py) ----------------------------------
 
 
 def test_send_json_writes_status_headers_and_body_in_one_write_with_content_length(server, port, raw):
@@ -344,6 +196,12 @@ def test_error_map_turns_a_mapped_exception_into_its_http_error(port, logs):
 
 # -- read_json --------------------------------------------------------------------------
 
+JSON = b"Content-Type: application/json\r\n"
+
+
+def post_echo(payload: bytes, headers: bytes = JSON) -> bytes:
+    return b"POST /echo HTTP/1.1\r\nHost: t\r\n%sContent-Length: %d\r\n\r\n%s" % (headers, len(payload), payload)
+
 
 def test_read_json_returns_the_object(port):
     status, _, body = call(port, "POST", "/echo", b'{"a":[1,"\xc3\xa9"],"b":null}')
@@ -357,38 +215,53 @@ def test_read_json_accepts_a_body_of_exactly_the_limit(port):
     assert (status, body) == (200, payload)
 
 
-def test_read_json_without_content_length_is_411(raw):
-    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "Application/JSON;charset=\"UTF-8\""])
+def test_read_json_accepts_json_with_or_without_a_utf8_charset(port, content_type):
+    assert call(port, "POST", "/echo", b"{}", {"Content-Type": content_type})[::2] == (200, b"{}")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "application/json; charset=latin-1",
+                                          "application/jsonp"])
+def test_read_json_refuses_other_media_types_with_415(raw, port, content_type):
+    """A browser on another origin may send a form or text/plain POST without a preflight:
+    only application/json is accepted, so it cannot submit jobs."""
+    header = b"" if content_type is None else b"Content-Type: %s\r\n" % content_type.encode()
+    ex = raw(post_echo(b"{}", header))
+    assert (ex.status, json.loads(ex.body)) == (415, {"error": {
+        "code": "unsupported_media_type",
+        "message": f"send the body as Content-Type: application/json, got {content_type!r}"}})
+
+
+def test_read_json_without_content_length_is_411_and_the_connection_stays_in_step(raw, port):
+    """No Content-Length and no Transfer-Encoding means no body (RFC 9112): nothing is out of step."""
+    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\n" + JSON + b"\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
     assert (ex.status, json.loads(ex.body)) == (411, {"error": {
         "code": "length_required", "message": "a JSON body with a Content-Length header is required"}})
+    assert ex.next_response() == (200, b'{"hello":"world"}')
+
+
+def test_a_chunked_body_is_refused_with_400_and_the_connection_closed(raw):
+    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\n" + JSON + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    assert (ex.status, ex.headers["Connection"], json.loads(ex.body)) == (400, "close", {"error": {
+        "code": "bad_request",
+        "message": "Transfer-Encoding is not accepted in requests; send the body with Content-Length"}})
     assert ex.server_closed()
 
 
-def test_read_json_with_chunked_transfer_encoding_is_411(raw):
-    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
-    assert (ex.status, json.loads(ex.body)) == (411, {"error": {
-        "code": "length_required",
-        "message": "send the body with a Content-Length header, not Transfer-Encoding"}})
-    assert ex.server_closed()
-
-
-def test_read_json_with_non_numeric_content_length_is_400(raw):
-    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1e3\r\n\r\n{}")
+@pytest.mark.parametrize(("length", "shown"), [(b"1e3", "'1e3'"), (b"\xb2", "'\u00b2'"), (b"-1", "'-1'"),
+                                               (b"+5", "'+5'"), (b"1" * 19, repr("1" * 19))])
+def test_a_content_length_that_is_not_a_plain_integer_is_400_and_closes(raw, length, shown):
+    """'\\xb2' (superscript two) passes str.isdigit() but is not a digit of HTTP."""
+    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\n" + JSON + b"Content-Length: " + length + b"\r\n\r\n{}")
     assert (ex.status, json.loads(ex.body)) == (400, {"error": {
-        "code": "bad_request", "message": "Content-Length must be a non-negative integer, got '1e3'"}})
-    assert ex.server_closed()
-
-
-def test_read_json_with_a_non_ascii_digit_content_length_is_400_not_500(raw, port):
-    """'\\xb2' (superscript two) passes str.isdigit() but int() rejects it."""
-    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: \xb2\r\n\r\n{}")
-    assert (ex.status, json.loads(ex.body)) == (400, {"error": {
-        "code": "bad_request", "message": "Content-Length must be a non-negative integer, got '²'"}})
+        "code": "bad_request", "message": f"Content-Length must be a non-negative integer, got {shown}"}})
     assert ex.server_closed()
 
 
 def test_read_json_over_the_limit_is_413_and_the_connection_is_closed(raw, port):
-    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 100)
+    ex = raw(post_echo(b"x" * 100))
     assert (ex.status, ex.headers["Connection"], json.loads(ex.body)) == (413, "close", {"error": {
         "code": "payload_too_large", "message": "body is 100 bytes; the limit is 64 bytes"}})
     assert ex.server_closed()
@@ -398,7 +271,7 @@ def test_read_json_over_the_limit_is_413_and_the_connection_is_closed(raw, port)
 def test_read_json_over_the_limit_answers_before_the_body_is_sent(raw):
     """The limit is checked on the header: a client that has sent only the headers of a
     huge body already gets its 413."""
-    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n\r\n")
+    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\n" + JSON + b"Content-Length: 1000000000\r\n\r\n")
     assert (ex.status, json.loads(ex.body)["error"]["code"]) == (413, "payload_too_large")
 
 
@@ -413,12 +286,39 @@ def test_read_json_over_the_limit_answers_before_the_body_is_sent(raw):
     (b'"text"', "body must be a JSON object, got str"),
     (b"null", "body must be a JSON object, got NoneType"),
     (b"[" * 60, "body is not valid JSON: Expecting value: line 1 column 61 (char 60)"),
+    (b'{"a":1,"a":2}', "body has the key 'a' more than once"),
+    (b'{"x":{"b":1,"b":1}}', "body has the key 'b' more than once"),
+    (b'{"a":"\\ud800"}', "a is not valid Unicode text (it holds an unpaired surrogate)"),
+    (b'{"p":{"q":["ok","\\udcff"]}}', "p.q[1] is not valid Unicode text (it holds an unpaired surrogate)"),
+    (b'{"\\udcff":1}', "'\\udcff' is not valid Unicode text (it holds an unpaired surrogate)"),
 ])
-def test_read_json_rejects_bad_bodies_with_400(raw, port, payload, message):
-    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
+def test_read_json_rejects_bad_bodies_with_400_and_keeps_the_connection_in_step(raw, payload, message):
+    """The whole body was read, so the next request on the connection is served."""
+    ex = raw(post_echo(payload) + b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
     assert (ex.status, json.loads(ex.body)) == (400, {"error": {"code": "invalid_json", "message": message}})
+    assert ex.next_response() == (200, b'{"hello":"world"}')
+
+
+def test_a_surrogate_pair_escape_is_valid_text(port):
+    status, _, body = call(port, "POST", "/echo", b'{"a":"\\ud83d\\udc7b"}')
+    assert (status, json.loads(body)) == (200, {"a": "\U0001f47b"})
+
+
+def test_expect_100_continue_gets_the_interim_answer_before_the_body_is_sent(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\n" + JSON + b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"{}")
+        resp = http.client.HTTPResponse(sock, method="POST")
+        resp.begin()
+        assert (resp.status, resp.read()) == (200, b"{}")
+
+
+def test_an_expectation_other_than_100_continue_is_417_and_closes(raw):
+    ex = raw(b"POST /echo HTTP/1.1\r\nHost: t\r\n" + JSON + b"Content-Length: 2\r\nExpect: 200-ok\r\n\r\n")
+    assert (ex.status, json.loads(ex.body)) == (417, {"error": {
+        "code": "expectation_failed", "message": "Expect: '200-ok' is not supported; only 100-continue"}})
     assert ex.server_closed()
-    assert_still_serving(port)
 
 
 # -- HEAD -------------------------------------------------------------------------------
@@ -449,22 +349,32 @@ def test_head_on_a_get_only_path_is_405_without_a_body(port):
     assert b"Allow: DELETE, GET" in lines
 
 
-# -- errors raised by the stdlib itself -------------------------------------------------
+# -- malformed heads ----------------------------------------------------------------------
 
 MANY_HEADERS = b"".join(b"X-H%d: v\r\n" % i for i in range(101))
 
 
 @pytest.mark.parametrize(("request_bytes", "status", "code", "message"), [
-    (b"GARBAGE\r\n\r\n", 400, "bad_request", "Bad request syntax ('GARBAGE')"),
-    (b"GET /hello HTTP/1.1 extra\r\n\r\n", 400, "bad_request", "Bad request version ('extra')"),
-    (b"POST /\r\n\r\n", 400, "bad_request", "Bad HTTP/0.9 request type ('POST')"),
-    (b"GET /hello HTTP/2.0\r\n\r\n", 505, "http_version_not_supported", "Invalid HTTP version (2.0)"),
-    (b"FOO /hello HTTP/1.1\r\nHost: t\r\n\r\n", 501, "not_implemented", "Unsupported method ('FOO')"),
-    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long", "Request-URI Too Long"),
-    (b"GET /hello HTTP/1.1\r\n" + MANY_HEADERS + b"\r\n", 431, "headers_too_large", "Too many headers"),
-    (b"GET /hello HTTP/1.1\r\nX-Long: " + b"v" * 70000 + b"\r\n\r\n", 431, "headers_too_large", "Line too long"),
-], ids=["syntax", "version", "http09-post", "http2", "unknown-method", "long-uri", "many-headers", "long-header"])
-def test_stdlib_errors_answer_the_json_error_shape_and_close(raw, port, logs, request_bytes, status, code, message):
+    (b"GARBAGE\r\n\r\n", 400, "bad_request", "the request line must be METHOD SP TARGET SP HTTP-VERSION"),
+    (b"GET /hello HTTP/1.1 extra\r\n\r\n", 400, "bad_request",
+     "the request line must be METHOD SP TARGET SP HTTP-VERSION"),
+    (b"POST /\r\n\r\n", 400, "bad_request", "the request line must be METHOD SP TARGET SP HTTP-VERSION"),
+    (b"GET /hello HTTP/2.0\r\n\r\n", 505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are supported"),
+    (b"GET /hello HTTP/1.1x\r\n\r\n", 400, "bad_request", "the HTTP version must look like HTTP/1.1"),
+    (b"FOO /hello HTTP/1.1\r\nHost: t\r\n\r\n", 501, "not_implemented", "method FOO is not supported"),
+    (b"G@T /hello HTTP/1.1\r\n\r\n", 400, "bad_request", "the method must be a token"),
+    (b"GET http://evil/hello HTTP/1.1\r\n\r\n", 400, "bad_request",
+     "the request target must be a path starting with / (origin form)"),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long",
+     "the request target is longer than 8192 bytes"),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 431, "headers_too_large",
+     "the request head is larger than 32768 bytes"),
+    (b"GET /hello HTTP/1.1\r\n" + MANY_HEADERS + b"\r\n", 431, "headers_too_large", "more than 100 header fields"),
+    (b"GET /hello HTTP/1.1\r\nX-Long: " + b"v" * 70000 + b"\r\n\r\n", 431, "headers_too_large",
+     "the request head is larger than 32768 bytes"),
+], ids=["syntax", "version", "http09-post", "http2", "bad-version", "unknown-method", "bad-method", "absolute-uri",
+        "long-uri", "huge-uri", "many-headers", "long-header"])
+def test_malformed_heads_answer_the_json_error_shape_and_close(raw, port, logs, request_bytes, status, code, message):
     ex = raw(request_bytes)
     assert (ex.status, ex.headers["Content-Type"], json.loads(ex.body)) == (
         status, "application/json", {"error": {"code": code, "message": message}})

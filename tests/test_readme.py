@@ -23,8 +23,8 @@ def test_readme_start_command_is_the_devstack_launcher():
 
 def test_every_environment_variable_the_services_read_is_documented():
     names = set()
-    for module in ("orchestrator.py", "worker.py"):
-        source = (ROOT / module).read_text(encoding="utf-8")
+    for module in ROOT.glob("*.py"):  # the services' configs and what they share (httpserver.Limits)
+        source = module.read_text(encoding="utf-8")
         names |= set(re.findall(r'env\.(?:text|integer|number)\("([A-Z_]+)"', source))
         names |= {"PORT"} if "env.port(" in source else set()
     assert len(names) >= 20

@@ -13,7 +13,8 @@ import scene
 import worker
 from config import ConfigError
 from conftest import serving_in_thread
-from httpkit import HTTPError, Server
+from httpkit import HTTPError
+from httpserver import Server
 from logcapture import wait_for_line
 from worker import Worker, WorkerConfig
 

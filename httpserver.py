@@ -1,0 +1,174 @@
+"""The HTTP server both services run on: ``http.server.ThreadingHTTPServer`` with limits.
+
+``Server`` holds the service's application object and its ``Limits``, counts requests in
+progress (so a shutdown can wait for them), and caps open connections: past
+``max_connections`` a connection gets a canned 503 at once, with no thread and no read of
+its request. ``serve`` runs it until SIGTERM/SIGINT, then stops accepting, marks the server
+``stopping`` (requests on connections still open get 503 and ``Connection: close``) and
+runs the service's drain.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from config import Env
+from logjson import log
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request or connection may cost a process (README "Reliability")."""
+
+    max_body_bytes: int = 16 * 1024
+    max_head_bytes: int = 32 * 1024
+    head_timeout_seconds: float = 10.0
+    max_connections: int = 512
+
+    @classmethod
+    def from_env(cls, env: Env) -> Limits:
+        return cls(
+            max_body_bytes=env.integer("MAX_BODY_BYTES", cls.max_body_bytes, minimum=256),
+            max_head_bytes=env.integer("MAX_HEADER_BYTES", cls.max_head_bytes, minimum=1024),
+            head_timeout_seconds=env.number("REQUEST_HEAD_TIMEOUT_SECONDS", cls.head_timeout_seconds, 0.1),
+            max_connections=env.integer("MAX_CONNECTIONS", cls.max_connections, minimum=1),
+        )
+
+
+class ActiveRequests:
+    """Counts requests in progress so a shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._cond = threading.Condition()
+
+    def enter(self) -> None:
+        with self._cond:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._count -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count == 0, timeout)
+
+
+class Server(ThreadingHTTPServer):
+    """A ThreadingHTTPServer with a deep listen backlog, JSON error logging and a cap on
+    connections, holding the service's application object (``app``) and its ``limits``."""
+
+    daemon_threads = True
+    # Shutdown waits for requests in progress (ActiveRequests, bounded by a grace period),
+    # not for idle keep-alive connections, which would hold it for the whole idle timeout.
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: Any,
+                 limits: Limits = Limits()):
+        self.app = app
+        self.limits = limits
+        self.active = ActiveRequests()
+        self.stopping = threading.Event()
+        self._slots = threading.BoundedSemaphore(limits.max_connections)
+        self._refused = _RefusalLog()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on a thread of its own, unless ``max_connections`` are open:
+        then answer 503 at once, without a thread and without reading the request."""
+        if not self._slots.acquire(blocking=False):
+            _refuse_connection(request)
+            self._refused.note(self.limits.max_connections)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        log.error("connection error", exc=exc, client=str(client_address[0]))
+
+
+_TOO_MANY_CONNECTIONS = (
+    b'{"error":{"code":"too_many_connections","message":"this server has its maximum of connections open;'
+    b' retry shortly"}}')
+_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_TOO_MANY_CONNECTIONS), _TOO_MANY_CONNECTIONS))
+
+
+def _refuse_connection(sock: socket.socket) -> None:
+    """Send the canned 503 without blocking, then close. What the client already sent is
+    read and dropped first, so that closing does not reset the connection under the answer."""
+    try:
+        sock.setblocking(False)
+        sock.send(_REFUSAL)
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(65536)
+    except OSError:
+        pass  # nothing more to do for a client that is gone or slow
+    finally:
+        sock.close()
+
+
+class _RefusalLog:
+    """Logs refused connections at most once every 5 s, with the count since the last line,
+    so a flood does not become a flood of log lines."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count, self._logged_at = 0, float("-inf")
+
+    def note(self, limit: int) -> None:
+        with self._lock:
+            self._count += 1
+            now = time.monotonic()
+            if now - self._logged_at < 5:
+                return
+            count, self._count, self._logged_at = self._count, 0, now
+        log.warning("connections refused: too many open", refused=count, maxConnections=limit)
+
+
+def serve(server: Server, on_stop: Callable[[], None]) -> int:
+    """Serve until SIGTERM/SIGINT, then stop accepting, run ``on_stop`` (the drain) and
+    return the exit code 0."""
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            server.stopping.set()  # open connections: 503 + close from now on
+            log.info("stopping", signal=signal.Signals(signum).name)
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    host, port = server.server_address[:2]
+    log.info("listening", host=host, port=port, pid=os.getpid())
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()
+    on_stop()
+    log.info("stopped")
+    return 0
