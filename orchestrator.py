@@ -18,13 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpkit
+import httpserver
 import logjson
 import scene
 import store
 from config import ConfigError, Env
 from dispatcher import DispatchConfig, Dispatcher, QueueFull
 from httpkit import HTTPError, JsonHandler, Router
+from httpserver import Limits
 from logjson import log
 from metrics import JobMetrics
 from workerclient import WorkerClient
@@ -42,7 +43,7 @@ class OrchestratorConfig:
     jobs_table_name: str | None = None
     job_ttl_days: int = 7
     memory_max_jobs: int = store.DEFAULT_MEMORY_MAX_JOBS
-    max_body_bytes: int = httpkit.DEFAULT_MAX_BODY_BYTES
+    limits: Limits = Limits()
     shutdown_grace_seconds: float = 20.0
     environment: str = "local"
     metrics_namespace: str = "GhostEngine"
@@ -75,7 +76,7 @@ class OrchestratorConfig:
             jobs_table_name=table,
             job_ttl_days=env.integer("JOB_TTL_DAYS", cls.job_ttl_days, minimum=1),
             memory_max_jobs=env.integer("MEMORY_MAX_JOBS", cls.memory_max_jobs, minimum=1),
-            max_body_bytes=env.integer("MAX_BODY_BYTES", cls.max_body_bytes, minimum=256),
+            limits=Limits.from_env(env),
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
             environment=env.text("ENVIRONMENT", cls.environment),
             metrics_namespace=env.text("METRICS_NAMESPACE", cls.metrics_namespace),
@@ -129,8 +130,14 @@ ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
 }
 
 
-def _unavailable(exc: BaseException) -> HTTPError:
-    return HTTPError(503, "store_unavailable", f"job store unavailable: {exc}; retry shortly", {"Retry-After": "1"})
+# Error bodies name no table, endpoint or exception class: the request's log line has those.
+def _unavailable(_exc: BaseException) -> HTTPError:
+    return HTTPError(503, "store_unavailable", "the job store is unavailable; retry shortly", {"Retry-After": "1"})
+
+
+def _full(_exc: BaseException) -> HTTPError:
+    return HTTPError(503, "store_full", "this orchestrator holds its maximum of active jobs; retry shortly",
+                     {"Retry-After": "1"})
 
 
 def _misconfigured(_exc: BaseException) -> HTTPError:
@@ -143,7 +150,7 @@ def _queue_full(_exc: BaseException) -> HTTPError:
 
 class OrchestratorHandler(JsonHandler):
     router = Router(ROUTES)
-    error_map = {store.StoreUnavailable: _unavailable, store.StoreFull: _unavailable,
+    error_map = {store.StoreUnavailable: _unavailable, store.StoreFull: _full,
                  store.StoreMisconfigured: _misconfigured, QueueFull: _queue_full}
 
 
@@ -185,11 +192,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         log.error("invalid configuration", reason=str(exc))
         return 2
     logjson.configure("orchestrator", config.log_level)
-    server = httpkit.Server((config.host, config.port), OrchestratorHandler, app, config.max_body_bytes)
+    server = httpserver.Server((config.host, config.port), OrchestratorHandler, app, config.limits)
     app.dispatcher.start()
     log.info("store selected", store="dynamodb" if config.jobs_table_name else "memory",
              table=config.jobs_table_name, workerUrl=config.dispatch.worker_url)
-    return httpkit.serve(server, lambda: app.dispatcher.stop(config.shutdown_grace_seconds))
+    return httpserver.serve(server, lambda: app.dispatcher.stop(config.shutdown_grace_seconds))
 
 
 if __name__ == "__main__":

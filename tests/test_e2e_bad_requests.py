@@ -91,17 +91,42 @@ def test_malformed_bodies_are_rejected(orch, raw, status, code):
 
 
 def test_oversized_body_is_refused_from_its_content_length_without_reading_it(orch):
-    status, headers, body = raw_exchange(
-        orch.port, b"POST /generate-scene HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n{")
+    status, headers, body = raw_exchange(orch.port, b"POST /generate-scene HTTP/1.1\r\nHost: x\r\n"
+                                         b"Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n{")
     error = assert_error(status, headers, body, 413, "payload_too_large")
     assert error["message"] == "body is 999999999 bytes; the limit is 16384 bytes"
     assert headers["connection"] == "close"
 
 
-def test_body_without_content_length_is_refused(orch):
-    status, headers, body = raw_exchange(
-        orch.port, b"POST /generate-scene HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+def test_a_chunked_body_is_refused(orch):
+    status, headers, body = raw_exchange(orch.port, b"POST /generate-scene HTTP/1.1\r\nHost: x\r\n"
+                                         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert_error(status, headers, body, 400, "bad_request")
+    assert headers["connection"] == "close"
+
+
+def test_a_post_without_content_length_is_411(orch):
+    status, headers, body = raw_exchange(orch.port, b"POST /generate-scene HTTP/1.1\r\nHost: x\r\n"
+                                         b"Content-Type: application/json\r\nConnection: close\r\n\r\n")
     assert_error(status, headers, body, 411, "length_required")
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b'{"prompt": "\\ud800"}', "prompt is not valid Unicode text (it holds an unpaired surrogate)"),
+    (b'{"prompt": "ok", "style": "\\udcff"}', "style is not valid Unicode text (it holds an unpaired surrogate)"),
+    (b'{"prompt": "a", "prompt": "b"}', "body has the key 'prompt' more than once"),
+])
+def test_text_that_is_not_unicode_and_duplicate_keys_are_rejected_naming_the_field(orch, raw, message):
+    reply = request(orch.url, "POST", "/generate-scene", raw_body=raw, headers={"Content-Type": "application/json"})
+    assert assert_error(reply.status, reply.headers, reply.raw, 400, "invalid_json")["message"] == message
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_post_that_is_not_json_is_415(orch, content_type):
+    """What a form on another origin could send without a CORS preflight."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    reply = request(orch.url, "POST", "/generate-scene", raw_body=json.dumps(GOOD).encode(), headers=headers)
+    assert_error(reply.status, reply.headers, reply.raw, 415, "unsupported_media_type")
 
 
 @pytest.mark.parametrize(
@@ -133,21 +158,26 @@ def test_head_on_a_known_path_gets_405_without_a_body(orch):
         (b"GARBAGE\r\n\r\n", 400, "bad_request"),
         (b"GET /healthz HTTP/9.9\r\n\r\n", 505, "http_version_not_supported"),
         (b"FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 501, "not_implemented"),
-        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /" + b"a" * 9_000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 431, "headers_too_large"),
         (b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(120)) + b"\r\n",
          431, "headers_too_large"),
         (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"v" * 70_000 + b"\r\n\r\n", 431, "headers_too_large"),
     ],
 )
-def test_errors_the_stdlib_raises_have_the_same_json_shape(orch, raw, status, code):
+def test_malformed_heads_have_the_same_json_shape(orch, raw, status, code):
     got_status, headers, body = raw_exchange(orch.port, raw)
     assert_error(got_status, headers, body, status, code)
     assert headers["connection"] == "close"
 
 
-def test_service_keeps_serving_after_the_battery(orch):
+def test_service_keeps_serving_after_the_battery_and_its_log_is_strict_utf8_json(orch):
     reply = request(orch.url, "GET", "/healthz")
     assert (reply.status, reply.json) == (200, {"ok": True})
+    raw_lines = orch.log_path.read_bytes().splitlines()
+    assert len(raw_lines) > 40
+    for raw_line in raw_lines:
+        json.loads(raw_line.decode("utf-8", errors="strict"))
     for line in orch.lines():
         assert "Traceback" not in json.dumps(line) or line["level"] == "ERROR"
     assert not [x for x in orch.lines() if x["level"] == "ERROR"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import socket
 import time
@@ -177,7 +178,10 @@ def test_sigterm_lets_the_running_job_finish_and_exits_zero(stack):
 def test_sigterm_on_worker_finishes_the_in_flight_request(stack):
     worker, orch = stack(worker_env={"WORK_MS": "1500"})
     job_id = submit(orch.url, PAYLOAD)
-    poll(orch.url, job_id, until=("running",))
+    # The worker must hold the request before the signal: "running" is set at the claim,
+    # before the orchestrator has called the worker, so wait for the worker's own line.
+    wait_until(lambda: [x for x in worker.lines() if x["message"] == "job started" and x.get("jobId") == job_id],
+               10, "the worker started the job")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
     assert poll(orch.url, job_id, timeout=10)[-1]["state"] == "done"
@@ -198,3 +202,27 @@ def test_every_stdout_line_is_json_with_the_required_keys(services, script):
     for line in lines:
         assert list(line)[:4] == ["timestamp", "level", "service", "message"]
         assert line["service"] == script.removesuffix(".py")
+
+
+def test_after_sigterm_a_request_on_an_open_keep_alive_connection_gets_503_and_close(stack):
+    """Observed before: a job was accepted with 202 after SIGTERM. The orchestrator stays up
+    while its running job finishes; a POST arriving on an idle keep-alive connection in
+    that window is refused, and no job is created for it."""
+    _, orch = stack(worker_env={"WORK_MS": "3000"})
+    running = submit(orch.url, PAYLOAD)
+    poll(orch.url, running, until=("running",))
+    conn = http.client.HTTPConnection("127.0.0.1", orch.port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b'{"ok":true}'
+        orch.signal(signal.SIGTERM)
+        wait_until(lambda: [x for x in orch.lines() if x["message"] == "stopping"], 10, "the stopping line")
+        conn.request("POST", "/generate-scene", json.dumps(PAYLOAD), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert (resp.status, resp.headers["Connection"], json.loads(resp.read())) == (503, "close", {"error": {
+            "code": "shutting_down", "message": "this server is shutting down; retry on a new connection"}})
+    finally:
+        conn.close()
+    assert orch.wait(timeout=30) == 0
+    accepted = [x["jobId"] for x in orch.lines() if x["message"] == "job accepted"]
+    assert accepted == [running]

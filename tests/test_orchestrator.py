@@ -20,7 +20,8 @@ import store
 from config import ConfigError
 from conftest import ROOT, serving_in_thread
 from dispatcher import DispatchConfig, Dispatcher
-from httpkit import HTTPError, Server
+from httpkit import HTTPError
+from httpserver import Server
 from orchestrator import OrchestratorConfig
 from workerclient import WorkerClient
 
@@ -34,7 +35,7 @@ TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 def test_config_defaults_select_the_memory_store_and_write_every_progress_step():
     config = OrchestratorConfig.from_env({})
     assert (config.host, config.port, config.log_level, config.jobs_table_name, config.job_ttl_days,
-            config.memory_max_jobs, config.max_body_bytes, config.shutdown_grace_seconds, config.environment,
+            config.memory_max_jobs, config.limits.max_body_bytes, config.shutdown_grace_seconds, config.environment,
             config.metrics_namespace) == ("127.0.0.1", 8080, "INFO", None, 7, 10000, 16384, 20.0, "local", "GhostEngine")
     assert config.dispatch == DispatchConfig(
         worker_url="http://127.0.0.1:8081", max_concurrent_jobs=8, max_queued_jobs=1000, dispatch_attempts=3,
@@ -68,7 +69,7 @@ def test_config_reads_every_variable():
         "ENVIRONMENT": "dev", "METRICS_NAMESPACE": "GhostEngineTest",
     })
     assert (config.host, config.port, config.log_level, config.jobs_table_name, config.job_ttl_days,
-            config.memory_max_jobs, config.max_body_bytes, config.shutdown_grace_seconds, config.environment,
+            config.memory_max_jobs, config.limits.max_body_bytes, config.shutdown_grace_seconds, config.environment,
             config.metrics_namespace) == ("0.0.0.0", 9000, "DEBUG", "jobs", 2, 50, 4096, 3.0, "dev", "GhostEngineTest")
     assert config.dispatch == DispatchConfig(
         worker_url="http://worker.ghost-engine-dev.local:8081", max_concurrent_jobs=4, max_queued_jobs=20,
@@ -157,13 +158,12 @@ def test_router_matches_status_ids_and_answers_405_with_allow():
     assert (info.value.status, info.value.headers) == (405, {"Allow": "POST"})
 
 
-@pytest.mark.parametrize("exc", [store.StoreUnavailable("DynamoDB throttled"), store.StoreFull("DynamoDB throttled")])
-def test_store_errors_map_to_503_store_unavailable_with_retry_after(exc):
+def test_a_store_outage_maps_to_503_store_unavailable_naming_no_table_or_cause():
+    exc = store.StoreUnavailable("DynamoDB table jobs-x: ThrottlingException: slow down")
     [to_http] = [f for t, f in orchestrator.OrchestratorHandler.error_map.items() if isinstance(exc, t)]
     mapped = to_http(exc)
     assert (mapped.status, mapped.body(), mapped.headers) == (
-        503, {"error": {"code": "store_unavailable",
-                        "message": "job store unavailable: DynamoDB throttled; retry shortly"}},
+        503, {"error": {"code": "store_unavailable", "message": "the job store is unavailable; retry shortly"}},
         {"Retry-After": "1"})
 
 
@@ -272,8 +272,7 @@ def test_generate_scene_is_503_when_the_memory_store_is_full_of_active_jobs():
         assert call(port, "POST", "/generate-scene", {"prompt": "p"})[0] == 202
         status, headers, body = call(port, "POST", "/generate-scene", {"prompt": "p"})
     assert (status, headers["Retry-After"], body) == (503, "1", {"error": {
-        "code": "store_unavailable",
-        "message": "job store unavailable: the in-memory store holds 1 active jobs; retry shortly"}})
+        "code": "store_full", "message": "this orchestrator holds its maximum of active jobs; retry shortly"}})
     assert len(dispatcher.submitted) == 1
 
 
