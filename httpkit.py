@@ -15,6 +15,7 @@ on an open connection gets 503 and ``Connection: close``.
 
 from __future__ import annotations
 
+import email.utils
 import http
 import re
 import socket
@@ -271,7 +272,7 @@ class JsonHandler(BaseHTTPRequestHandler):
     def _head(self, status: int, content_type: str, length: int | None,
               headers: Mapping[str, str] | None = None) -> bytes:
         phrase = _phrase(status, "")
-        lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {self.date_time_string()}",
+        lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {_http_date()}",
                  f"Content-Type: {content_type}", "Cache-Control: no-store"]
         if length is None:
             lines.append("Transfer-Encoding: chunked")
@@ -306,6 +307,20 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         """Access lines are written by ``_dispatch`` with timings; the stdlib's are off."""
+
+
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _http_date() -> str:
+    """The Date header's value, formatted once a second rather than on every response."""
+    global _date_cache
+    now = int(time.time())
+    second, text = _date_cache  # one tuple: read and replaced atomically
+    if second != now:
+        text = email.utils.formatdate(now, usegmt=True)
+        _date_cache = (now, text)
+    return text
 
 
 def _phrase(status: int, default: str) -> str:

@@ -171,4 +171,5 @@ def serve(server: Server, on_stop: Callable[[], None]) -> int:
     server.server_close()
     on_stop()
     log.info("stopped")
+    log.flush()
     return 0

@@ -5,10 +5,17 @@ call's own fields, then ``error``); ``None`` values are dropped. ``requestId`` a
 come from context variables set at the request/job boundary, so code deep in a call chain
 logs them without passing them around. Library logging (``logging``) and ``warnings`` are
 routed through the same writer, so nothing reaches stdout or stderr as plain text.
+
+The services write in batches (``Logger.start_batching``): a request thread only appends
+its line to a list, and one background thread writes what has gathered every
+``LOG_FLUSH_MS`` (50 ms) in one call. A clean stop (SIGTERM) writes everything first; a
+SIGKILL loses at most the lines of the last interval. Written one line at a time, the
+access log alone took a third of a busy orchestrator's time.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import datetime
 import json
@@ -25,10 +32,22 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def iso_utc(epoch_seconds: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-28T09:23:02.123Z``."""
-    dt = datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-28T09:23:02.123Z``. The formatted
+    second is cached: every log line and job write stamps one."""
+    global _second_cache
+    whole = int(epoch_seconds // 1)
+    micros = round((epoch_seconds - whole) * 1_000_000)  # as datetime rounds it
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    cached_second, prefix = _second_cache  # one tuple: read and replaced atomically
+    if cached_second != whole:
+        prefix = datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second_cache = (whole, prefix)
+    return f"{prefix}{micros // 1000:03d}Z"
 
 
 def error_fields(exc: BaseException) -> dict[str, str]:
@@ -53,21 +72,55 @@ def dumps(obj: Any) -> str:
 
 
 class Logger:
-    """Writes log lines (and any other JSON documents, such as EMF) one per line."""
+    """Writes log lines (and any other JSON documents, such as EMF) one per line: at once,
+    or in batches once ``start_batching`` has been called."""
+
+    MAX_PENDING = 10_000  # past this many unwritten lines, the writer of the next one flushes
 
     def __init__(self, service: str = "unset", level: str = "INFO", stream: TextIO | None = None):
         self.service = service
         self.threshold = LEVELS[level]
         self.stream = stream
-        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer to the stream at a time, lines in order
+        self._batching = False
 
     def write(self, obj: dict[str, Any]) -> None:
-        """Write one JSON document as a line, atomically with respect to other threads."""
+        """Write one JSON document as a line, whole and in order with respect to other threads."""
         line = dumps(obj) + "\n"
-        stream = self.stream or sys.stdout
-        with self._lock:
-            stream.write(line)
-            stream.flush()
+        with self._pending_lock:
+            self._pending.append(line)
+            if self._batching and len(self._pending) < self.MAX_PENDING:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every pending line now, in one call."""
+        with self._write_lock:
+            with self._pending_lock:
+                lines, self._pending = self._pending, []
+            if lines:
+                stream = self.stream or sys.stdout
+                stream.write("".join(lines))
+                stream.flush()
+
+    def start_batching(self, interval_seconds: float) -> None:
+        """From now on, write pending lines every ``interval_seconds`` from a background
+        thread (and at interpreter exit), instead of one write per line."""
+        if interval_seconds <= 0 or self._batching:
+            return
+        self._batching = True
+        atexit.register(self.flush)
+        threading.Thread(target=self._flush_every, args=(interval_seconds,), name="log-writer", daemon=True).start()
+
+    def _flush_every(self, interval_seconds: float) -> None:
+        while True:
+            time.sleep(interval_seconds)
+            try:
+                self.flush()
+            except Exception as exc:  # stdout is gone: those lines are lost, later ones may not be
+                print(f"logjson: could not write log lines: {exc!r}", file=sys.stderr)
 
     def log(self, level: str, message: str, exc: BaseException | None = None, **fields: Any) -> None:
         if LEVELS[level] < self.threshold:
@@ -110,8 +163,10 @@ class _Bridge(logging.Handler):
         log.log(level, record.getMessage(), exc=exc, logger=record.name)
 
 
-def configure(service: str, level: str = "INFO", stream: TextIO | None = None) -> Logger:
-    """Set up ``log`` for ``service`` and route stdlib logging and warnings through it."""
+def configure(service: str, level: str = "INFO", stream: TextIO | None = None,
+              flush_ms: int = 0) -> Logger:
+    """Set up ``log`` for ``service`` and route stdlib logging and warnings through it;
+    with ``flush_ms`` > 0, write in batches that often (``Logger.start_batching``)."""
     log.service = service
     log.threshold = LEVELS[level]
     log.stream = stream
@@ -119,4 +174,5 @@ def configure(service: str, level: str = "INFO", stream: TextIO | None = None) -
     root.handlers[:] = [_Bridge()]
     root.setLevel(max(logging.WARNING, LEVELS[level]))
     logging.captureWarnings(True)
+    log.start_batching(flush_ms / 1000)
     return log

@@ -40,6 +40,7 @@ class OrchestratorConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
+    log_flush_ms: int = 50
     jobs_table_name: str | None = None
     job_ttl_days: int = 7
     memory_max_jobs: int = store.DEFAULT_MEMORY_MAX_JOBS
@@ -73,6 +74,7 @@ class OrchestratorConfig:
             host=env.text("HOST", cls.host),
             port=env.port(cls.port),
             log_level=env.level(),
+            log_flush_ms=env.integer("LOG_FLUSH_MS", cls.log_flush_ms, maximum=10_000),
             jobs_table_name=table,
             job_ttl_days=env.integer("JOB_TTL_DAYS", cls.job_ttl_days, minimum=1),
             memory_max_jobs=env.integer("MEMORY_MAX_JOBS", cls.memory_max_jobs, minimum=1),
@@ -191,7 +193,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     except (ConfigError, ValueError, store.StoreMisconfigured) as exc:  # ValueError: WORKER_URL
         log.error("invalid configuration", reason=str(exc))
         return 2
-    logjson.configure("orchestrator", config.log_level)
+    logjson.configure("orchestrator", config.log_level, flush_ms=config.log_flush_ms)
     server = httpserver.Server((config.host, config.port), OrchestratorHandler, app, config.limits)
     app.dispatcher.start()
     log.info("store selected", store="dynamodb" if config.jobs_table_name else "memory",

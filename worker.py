@@ -44,6 +44,7 @@ class WorkerConfig:
     max_concurrent_jobs: int = 16
     shutdown_grace_seconds: float = 25.0
     log_level: str = "INFO"
+    log_flush_ms: int = 50
     limits: Limits = Limits()
 
     @classmethod
@@ -57,6 +58,7 @@ class WorkerConfig:
             max_concurrent_jobs=env.integer("MAX_CONCURRENT_JOBS", cls.max_concurrent_jobs, minimum=1),
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
             log_level=env.level(),
+            log_flush_ms=env.integer("LOG_FLUSH_MS", cls.log_flush_ms, maximum=10_000),
             limits=Limits.from_env(env),
         )
 
@@ -161,7 +163,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     except ConfigError as exc:
         log.error("invalid configuration", reason=str(exc))
         return 2
-    logjson.configure("worker", config.log_level)
+    logjson.configure("worker", config.log_level, flush_ms=config.log_flush_ms)
     server = httpserver.Server((config.host, config.port), WorkerHandler, Worker(config), config.limits)
 
     def drain() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -36,7 +37,15 @@ os.environ.update(AWS_TEST_ENV)
 
 # In-process servers may log after a test's ``logs`` capture ended (the access line follows
 # the response): between tests their lines go nowhere rather than to the runner's output.
-logjson.log.stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open for the session
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+logjson.log.stream = _Discard()
 
 
 def free_port() -> int:
@@ -172,11 +181,19 @@ class Service:
             wait_http_ok(f"{self.url}/healthz", proc=self.proc)
 
     def lines(self) -> list[dict]:
-        """Every stdout line, parsed as JSON (a line that is not JSON fails the test)."""
-        import json
-
+        """Every complete stdout line, parsed as JSON (a line that is not JSON fails the test)."""
         text = self.log_path.read_text(encoding="utf-8")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        complete = text[:text.rfind("\n") + 1]  # a batch may be half written right now
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+    def lines_when(self, ready: Callable[[list[dict]], object], what: str, timeout: float = 10) -> list[dict]:
+        """The lines, once ``ready(lines)`` holds: services write their lines in batches
+        (LOG_FLUSH_MS), so a line can follow the event it reports by a few tens of ms."""
+        def probe() -> list[dict] | None:
+            lines = self.lines()
+            return lines if ready(lines) else None
+
+        return wait_until(probe, timeout, what)
 
     def raw_output(self) -> str:
         return self.log_path.read_text(encoding="utf-8")

@@ -149,7 +149,7 @@ class RawExchange:
         self.status, self.headers, self.body = self._response(method)
 
     def _response(self, method: str) -> tuple[int, http.client.HTTPMessage, bytes]:
-        resp = http.client.HTTPResponse(self._responses, method=method)  # type: ignore[arg-type]
+        resp = http.client.HTTPResponse(self._responses, method=method)
         resp.begin()
         return resp.status, resp.headers, resp.read()
 

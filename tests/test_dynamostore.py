@@ -92,7 +92,7 @@ class FakeDynamo(http.server.ThreadingHTTPServer):
 class _FakeHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.requests += 1
         body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{self.server.code}",

@@ -146,10 +146,14 @@ def test_request_id_is_echoed_and_threads_the_job_through_both_services(stack):
     assert reply.headers["x-request-id"] == "smoke-req-42"
     job_id = reply.json["jobId"]
     poll(orch.url, job_id)
-    worker_lines = [x for x in worker.lines() if x.get("jobId") == job_id]
+    worker_lines = [x for x in worker.lines_when(lambda ls: any(x.get("jobId") == job_id and x["message"] == "request"
+                                                                for x in ls), "the worker's request line")
+                    if x.get("jobId") == job_id]
     assert [x["message"] for x in worker_lines] == ["job started", "job finished", "request"]
     assert {x["requestId"] for x in worker_lines} == {"smoke-req-42"}
-    orch_lines = [x for x in orch.lines() if x.get("jobId") == job_id]
+    orch_lines = [x for x in orch.lines_when(lambda ls: any(x.get("jobId") == job_id and x["message"] == "job finished"
+                                                            for x in ls), "the job finished line")
+                  if x.get("jobId") == job_id]
     assert {"job accepted", "job claimed", "job finished"} <= {x["message"] for x in orch_lines}
     assert {x["requestId"] for x in orch_lines} == {"smoke-req-42"}
 
@@ -226,3 +230,16 @@ def test_after_sigterm_a_request_on_an_open_keep_alive_connection_gets_503_and_c
     assert orch.wait(timeout=30) == 0
     accepted = [x["jobId"] for x in orch.lines() if x["message"] == "job accepted"]
     assert accepted == [running]
+
+
+def test_log_lines_are_written_in_batches_and_all_of_them_on_sigterm(services):
+    """With a 10 s flush interval nothing reaches the file while the service runs; SIGTERM
+    writes every pending line (so a stop loses nothing), ending with "stopped"."""
+    worker = services("worker.py", {"LOG_FLUSH_MS": "10000"})
+    assert request(worker.url, "GET", "/healthz").status == 200
+    assert worker.raw_output() == ""
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    messages = [x["message"] for x in worker.lines()]
+    assert messages[0] == "listening" and messages[-2:] == ["stopping", "stopped"]
+    assert [x["path"] for x in worker.lines() if x["message"] == "request"] == ["/healthz", "/healthz"]

@@ -23,13 +23,17 @@ def two_jobs(stack):
                          orchestrator_env={"RETRY_BACKOFF_MS": "50", "ENVIRONMENT": "test"})
     ok = request(orch.url, "POST", "/generate-scene", PAYLOAD, {"X-Request-Id": "req-ok"}).json["jobId"]
     assert poll(orch.url, ok)[-1]["state"] == "done"
+    # Lines are written in batches: let the worker's last line for the job out before the kill.
+    worker.lines_when(lambda ls: any(x.get("jobId") == ok and x["message"] == "request" for x in ls),
+                      "the worker's request line")
     worker.proc.kill()
     worker.proc.wait()
     bad = request(orch.url, "POST", "/generate-scene", PAYLOAD,
                   {"X-Amzn-Trace-Id": "Root=1-6789abcd-0123456789abcdef01234567"}).json["jobId"]
     assert poll(orch.url, bad, timeout=15)[-1]["state"] == "failed"
-    return {"ok": ok, "bad": bad, "worker": worker, "orch": orch,
-            "lines": orch.lines() + worker.lines()}
+    orch_lines = orch.lines_when(lambda ls: len([x for x in ls if x["message"] == "job metrics"]) == 2,
+                                 "both jobs' metrics lines")
+    return {"ok": ok, "bad": bad, "worker": worker, "orch": orch, "lines": orch_lines + worker.lines()}
 
 
 def test_every_line_is_json_with_the_required_keys_in_order(two_jobs):

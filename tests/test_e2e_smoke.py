@@ -31,7 +31,9 @@ def test_smoke_script_passes_against_the_local_stack_and_prints_the_result(smoke
     assert any(state == "running" and 0 < int(pct) < 100 for state, pct in progress_lines)
     result_json = json.loads(out.split("result:\n", 1)[1])
     assert result_json["seed"] == 123 and result_json["scene"]["style"] == "doom"
-    assert {x["requestId"] for x in worker.lines() if x.get("jobId") == job_id} == {request_id}
+    lines = worker.lines_when(lambda ls: any(x.get("jobId") == job_id and x["message"] == "request" for x in ls),
+                              "the worker's request line")
+    assert {x["requestId"] for x in lines if x.get("jobId") == job_id} == {request_id}
 
 
 def test_smoke_script_exits_1_with_the_cause_when_the_worker_is_stopped(smoke, stack):

@@ -275,3 +275,40 @@ def test_write_keeps_lines_whole_under_concurrent_threads():
     assert len(lines) == threads_n * lines_m
     assert sorted((line["thread"], line["n"]) for line in lines) == [
         (n, m) for n in range(threads_n) for m in range(lines_m)]
+
+
+# -- batching ---------------------------------------------------------------------------
+
+
+def test_a_batching_logger_writes_nothing_until_its_flush_then_all_lines_in_order_in_one_write():
+    writes: list[str] = []
+    sink = type("Sink", (), {"write": lambda self, text: writes.append(text), "flush": lambda self: None})()
+    logger = logjson.Logger(service="svc", stream=sink)
+    logger.start_batching(3600)  # the background writer will not run during the test
+    for n in range(3):
+        logger.info("line", n=n)
+    assert writes == []
+    logger.flush()
+    assert len(writes) == 1
+    assert [json.loads(x)["n"] for x in writes[0].splitlines()] == [0, 1, 2]
+    logger.flush()
+    assert len(writes) == 1  # nothing pending: no empty write
+
+
+def test_a_batching_logger_writes_itself_once_max_pending_lines_wait():
+    """Back-pressure: a burst cannot grow the buffer without bound."""
+    writes: list[str] = []
+    sink = type("Sink", (), {"write": lambda self, text: writes.append(text), "flush": lambda self: None})()
+    logger = logjson.Logger(service="svc", stream=sink)
+    logger.MAX_PENDING = 5
+    logger.start_batching(3600)
+    for n in range(4):
+        logger.info("line", n=n)
+    assert writes == []
+    logger.info("line", n=4)
+    assert [len(w.splitlines()) for w in writes] == [5]
+
+
+def test_a_logger_that_is_not_batching_writes_every_line_at_once(logger, stream):
+    logger.info("one")
+    assert stream.getvalue().count("\n") == 1

@@ -381,7 +381,7 @@ def _race(backend: Backend, action: Callable[[JobStore, int], Any]) -> list[Any]
         barrier.wait(timeout=30)
         try:
             outcomes[i] = action(stores[i], i)
-        except Exception as exc:  # noqa: BLE001 - the outcome under test
+        except Exception as exc:  # the outcome under test
             outcomes[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]

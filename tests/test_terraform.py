@@ -265,7 +265,7 @@ def test_store_create_table_builds_the_same_table_as_terraform():
                                capture_output=True, text=True, timeout=60) for _ in range(2)]
         assert [(r.returncode, r.stdout) for r in runs] == [(0, f"created: {TABLE}\n"), (0, f"exists: {TABLE}\n")], \
             [r.stderr[-3000:] for r in runs]
-        import boto3  # noqa: PLC0415
+        import boto3
 
         fresh_dynamodb = boto3.client("dynamodb", endpoint_url=fresh.endpoint, region_name=REGION)
         assert table_shape(fresh_dynamodb, TABLE) == EXPECTED_TABLE

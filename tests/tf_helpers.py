@@ -181,7 +181,7 @@ class TerraformStack:
         return self.moto.env()
 
     def client(self, service: str):
-        import boto3  # noqa: PLC0415 - only the AWS tests need it
+        import boto3  # only the AWS tests need it
 
         return boto3.client(service, endpoint_url=self.endpoint, region_name=AWS_TEST_ENV["AWS_REGION"],
                             aws_access_key_id="testing", aws_secret_access_key="testing")
