@@ -79,3 +79,17 @@ class JobMetrics:
             properties={"state": job["state"], "attempts": job["attempts"]},
         )
         log.info("job metrics", **doc)
+
+
+class LoopMetrics:
+    """Emits ``BackgroundLoopErrors`` (Count, 1) each time a background loop's pass fails,
+    with the loop's name as a property (not a dimension: alarms watch the service's total)."""
+
+    def __init__(self, namespace: str, service: str, environment: str):
+        self.namespace = namespace
+        self.dimensions = {"Service": service, "Environment": environment}
+
+    def loop_failed(self, loop: str) -> None:
+        doc = build_emf(self.namespace, self.dimensions, [("BackgroundLoopErrors", "Count", 1)],
+                        timestamp_ms=int(time.time() * 1000), properties={"loop": loop})
+        log.info("loop metrics", **doc)
