@@ -175,6 +175,8 @@ def _require_owner(job_id: str, owner: str, current: dict[str, Any] | None) -> d
 class DynamoStore:
     """Jobs in one DynamoDB table (layout in the module docstring and the README)."""
 
+    shared = True  # every replica reads the table: a job handed back is taken by another
+
     def __init__(self, table_name: str, *, ttl_seconds: int = DEFAULT_TTL_SECONDS, client: Any = None,
                  clock: Callable[[], float] = time.time):
         self.table_name = table_name

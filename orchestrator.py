@@ -2,7 +2,10 @@
 
 ``POST /generate-scene`` validates a job, records it as ``queued`` and answers 202 at
 once; ``dispatcher.Dispatcher`` runs it on the worker in the background.
-``GET /status/<jobId>`` reads the job from the store. ``GET /healthz`` says it is up.
+``GET /status/<jobId>`` reads the job from the store. ``GET /healthz`` says the process
+is up (liveness: it touches nothing else, so the container healthcheck never kills a task
+for a store blip); ``GET /readyz`` says its background loops are doing their work
+(readiness, for the load balancer's target health).
 
 Run: ``python orchestrator.py`` (configuration from the environment; see README).
 """
@@ -26,8 +29,9 @@ from config import ConfigError, Env
 from dispatcher import DispatchConfig, Dispatcher, QueueFull
 from httpkit import HTTPError, JsonHandler, Router
 from httpserver import Limits
+from leases import lease_problems
 from logjson import log
-from metrics import JobMetrics
+from metrics import JobMetrics, LoopMetrics
 from workerclient import WorkerClient
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -59,17 +63,23 @@ class OrchestratorConfig:
             worker_url=env.text("WORKER_URL", d.worker_url),
             max_concurrent_jobs=env.integer("MAX_CONCURRENT_JOBS", d.max_concurrent_jobs, minimum=1),
             max_queued_jobs=env.integer("MAX_QUEUED_JOBS", d.max_queued_jobs, minimum=1),
-            dispatch_attempts=env.integer("DISPATCH_ATTEMPTS", d.dispatch_attempts, minimum=1),
+            retry_budget_seconds=env.number("WORKER_RETRY_BUDGET_SECONDS", d.retry_budget_seconds),
+            busy_budget_seconds=env.number("WORKER_BUSY_BUDGET_SECONDS", d.busy_budget_seconds),
             retry_backoff_ms=env.integer("RETRY_BACKOFF_MS", d.retry_backoff_ms),
+            retry_backoff_max_ms=env.integer("RETRY_BACKOFF_MAX_MS", d.retry_backoff_max_ms),
             worker_connect_timeout_seconds=env.number("WORKER_CONNECT_TIMEOUT_SECONDS",
                                                       d.worker_connect_timeout_seconds, 0.1),
             worker_timeout_seconds=env.number("WORKER_TIMEOUT_SECONDS", d.worker_timeout_seconds, 0.1),
-            lease_seconds=env.number("JOB_LEASE_SECONDS", d.lease_seconds, 1.0),
+            lease_seconds=env.number("JOB_LEASE_SECONDS", d.lease_seconds),
             max_job_attempts=env.integer("MAX_JOB_ATTEMPTS", d.max_job_attempts, minimum=1),
             # Every step in memory; at most one write a second per job in DynamoDB (cost).
             progress_write_interval_ms=env.integer("PROGRESS_WRITE_INTERVAL_MS", 1000 if table else 0),
             reaper_interval_seconds=env.number("REAPER_INTERVAL_SECONDS", d.reaper_interval_seconds, 0.05),
         )
+        problems = lease_problems(dispatch.lease_seconds, dispatch.worker_timeout_seconds,
+                                  dispatch.progress_write_interval_ms)
+        if problems:
+            raise ConfigError("; ".join(problems))
         return cls(
             host=env.text("HOST", cls.host),
             port=env.port(cls.port),
@@ -125,10 +135,22 @@ def healthz(_h: JsonHandler) -> tuple[int, dict[str, Any]]:
     return 200, {"ok": True}
 
 
+def readyz(h: OrchestratorHandler) -> tuple[int, dict[str, Any]]:
+    """200 while the reaper, the lease keeper and the dispatch threads do their work; else
+    503 naming the parts that do not. Read from memory: no store request per probe."""
+    ready, parts = h.app.dispatcher.readiness()
+    if ready:
+        return 200, {"ok": True, "loops": parts}
+    failing = sorted(name for name, part in parts.items() if not part["ok"])
+    message = f"not ready: {', '.join(failing)} not working; see the service log"
+    return 503, {"ok": False, "error": {"code": "not_ready", "message": message}, "loops": parts}
+
+
 ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
     ("POST", "/generate-scene"): generate_scene,
     ("GET", "/status/{job_id}"): job_status,
     ("GET", "/healthz"): healthz,
+    ("GET", "/readyz"): readyz,
 }
 
 
@@ -172,16 +194,23 @@ def build(config: OrchestratorConfig) -> Orchestrator:
     client = WorkerClient(d.worker_url, d.worker_connect_timeout_seconds, d.worker_timeout_seconds)
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     job_metrics = JobMetrics(config.metrics_namespace, "orchestrator", config.environment)
-    return Orchestrator(config, job_store, Dispatcher(job_store, client, d, owner, job_metrics.job_finished))
+    loop_metrics = LoopMetrics(config.metrics_namespace, "orchestrator", config.environment)
+    dispatcher = Dispatcher(job_store, client, d, owner, job_metrics.job_finished, loop_metrics.loop_failed)
+    return Orchestrator(config, job_store, dispatcher)
 
 
 def check_store(job_store: store.JobStore) -> None:
     """Refuse to start on a store that cannot work (a missing table: ``StoreMisconfigured``);
-    start anyway when it is only unreachable now (it may come back)."""
+    start anyway when it is unreachable now, or failed some other way (no AWS credentials
+    yet, say): it may come back, and ``/readyz`` shows the reaper failing until it does."""
     try:
         job_store.check()
     except store.StoreUnavailable as exc:
         log.warning("job store unreachable at start; serving anyway", reason=str(exc))
+    except store.StoreMisconfigured:
+        raise
+    except Exception as exc:  # e.g. botocore's NoCredentialsError: logged, not a crash at start
+        log.error("job store check failed at start; serving anyway", exc=exc)
 
 
 def main(environ: Mapping[str, str] = os.environ) -> int:

@@ -115,6 +115,10 @@ class JobStore(Protocol):
     leaseExpiresAt`` (``input`` is ``{"prompt", "seed", "style"}``; ``leaseExpiresAt``
     is epoch milliseconds). Returned dicts are the caller's to keep."""
 
+    shared: bool
+    """True when other orchestrator processes see the same jobs, so a job handed back here
+    is taken by another replica; False when handing back would drop it."""
+
     def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int) -> dict[str, Any]:
         """Create a ``queued`` job owned by ``owner`` for ``lease_ms``. Raises ``JobExists``."""
 
@@ -162,6 +166,8 @@ def _copy(job: dict[str, Any]) -> dict[str, Any]:
 class MemoryStore:
     """Jobs in a dict, for local runs. Bounded: past ``max_jobs`` the oldest finished
     jobs are forgotten; if every job is still active, ``create`` raises ``StoreFull``."""
+
+    shared = False  # one process's dict: a job handed back here would run nowhere
 
     def __init__(self, max_jobs: int = DEFAULT_MEMORY_MAX_JOBS, clock: Callable[[], float] = time.time):
         self._jobs: dict[str, dict[str, Any]] = {}

@@ -28,16 +28,20 @@ def progress(value: float) -> bytes:
 RESULT = line({"event": "result", "jobId": "j", "ok": True, "output": OUTPUT, "progressLog": []})
 
 
-def error_json(status: int, message: str) -> Answer:
-    return error_text(status, json.dumps({"error": {"code": "some_code", "message": message}}), "application/json")
+def error_json(status: int, message: str, code: str = "some_code", headers: dict[str, str] | None = None) -> Answer:
+    return error_text(status, json.dumps({"error": {"code": code, "message": message}}), "application/json",
+                      headers)
 
 
-def error_text(status: int, text: str, content_type: str = "text/html") -> Answer:
+def error_text(status: int, text: str, content_type: str = "text/html",
+               headers: dict[str, str] | None = None) -> Answer:
     def answer(h: BaseHTTPRequestHandler) -> None:
         body = text.encode()
         h.send_response(status)
         h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
         h.end_headers()
         h.wfile.write(body)
     return answer

@@ -23,6 +23,7 @@ from dispatcher import DispatchConfig, Dispatcher
 from httpkit import HTTPError
 from httpserver import Server
 from orchestrator import OrchestratorConfig
+from polling import wait_until
 from workerclient import WorkerClient
 
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -38,8 +39,9 @@ def test_config_defaults_select_the_memory_store_and_write_every_progress_step()
             config.memory_max_jobs, config.limits.max_body_bytes, config.shutdown_grace_seconds, config.environment,
             config.metrics_namespace) == ("127.0.0.1", 8080, "INFO", None, 7, 10000, 16384, 20.0, "local", "GhostEngine")
     assert config.dispatch == DispatchConfig(
-        worker_url="http://127.0.0.1:8081", max_concurrent_jobs=8, max_queued_jobs=1000, dispatch_attempts=3,
-        retry_backoff_ms=500, worker_connect_timeout_seconds=2.0, worker_timeout_seconds=10.0, lease_seconds=30.0,
+        worker_url="http://127.0.0.1:8081", max_concurrent_jobs=8, max_queued_jobs=1000, retry_budget_seconds=120.0,
+        busy_budget_seconds=300.0, retry_backoff_ms=500, retry_backoff_max_ms=10_000,
+        worker_connect_timeout_seconds=2.0, worker_timeout_seconds=10.0, lease_seconds=30.0,
         max_job_attempts=3, progress_write_interval_ms=0, reaper_interval_seconds=5.0)
 
 
@@ -63,7 +65,8 @@ def test_config_reads_every_variable():
         "HOST": "0.0.0.0", "PORT": "9000", "LOG_LEVEL": "debug", "JOBS_TABLE_NAME": "jobs", "JOB_TTL_DAYS": "2",
         "MEMORY_MAX_JOBS": "50", "MAX_BODY_BYTES": "4096", "SHUTDOWN_GRACE_SECONDS": "3",
         "WORKER_URL": "http://worker.ghost-engine-dev.local:8081", "MAX_CONCURRENT_JOBS": "4",
-        "MAX_QUEUED_JOBS": "20", "DISPATCH_ATTEMPTS": "5", "RETRY_BACKOFF_MS": "0",
+        "MAX_QUEUED_JOBS": "20", "WORKER_RETRY_BUDGET_SECONDS": "30", "WORKER_BUSY_BUDGET_SECONDS": "60",
+        "RETRY_BACKOFF_MS": "0", "RETRY_BACKOFF_MAX_MS": "2000",
         "WORKER_CONNECT_TIMEOUT_SECONDS": "0.5", "WORKER_TIMEOUT_SECONDS": "3.5", "JOB_LEASE_SECONDS": "12",
         "MAX_JOB_ATTEMPTS": "2", "PROGRESS_WRITE_INTERVAL_MS": "100", "REAPER_INTERVAL_SECONDS": "0.05",
         "ENVIRONMENT": "dev", "METRICS_NAMESPACE": "GhostEngineTest",
@@ -73,7 +76,8 @@ def test_config_reads_every_variable():
             config.metrics_namespace) == ("0.0.0.0", 9000, "DEBUG", "jobs", 2, 50, 4096, 3.0, "dev", "GhostEngineTest")
     assert config.dispatch == DispatchConfig(
         worker_url="http://worker.ghost-engine-dev.local:8081", max_concurrent_jobs=4, max_queued_jobs=20,
-        dispatch_attempts=5, retry_backoff_ms=0, worker_connect_timeout_seconds=0.5, worker_timeout_seconds=3.5,
+        retry_budget_seconds=30.0, busy_budget_seconds=60.0, retry_backoff_ms=0, retry_backoff_max_ms=2000,
+        worker_connect_timeout_seconds=0.5, worker_timeout_seconds=3.5,
         lease_seconds=12.0, max_job_attempts=2, progress_write_interval_ms=100, reaper_interval_seconds=0.05)
 
 
@@ -85,17 +89,36 @@ def test_config_reads_every_variable():
     ({"MAX_BODY_BYTES": "100"}, "MAX_BODY_BYTES must be >= 256, got 100"),
     ({"MAX_CONCURRENT_JOBS": "0"}, "MAX_CONCURRENT_JOBS must be >= 1, got 0"),
     ({"MAX_QUEUED_JOBS": "none"}, "MAX_QUEUED_JOBS must be an integer, got 'none'"),
-    ({"DISPATCH_ATTEMPTS": "0"}, "DISPATCH_ATTEMPTS must be >= 1, got 0"),
+    ({"WORKER_RETRY_BUDGET_SECONDS": "-1"}, "WORKER_RETRY_BUDGET_SECONDS must be >= 0.0, got -1"),
+    ({"WORKER_BUSY_BUDGET_SECONDS": "forever"}, "WORKER_BUSY_BUDGET_SECONDS must be a number, got 'forever'"),
     ({"RETRY_BACKOFF_MS": "-5"}, "RETRY_BACKOFF_MS must be >= 0, got -5"),
+    ({"RETRY_BACKOFF_MAX_MS": "1.5"}, "RETRY_BACKOFF_MAX_MS must be an integer, got '1.5'"),
     ({"WORKER_CONNECT_TIMEOUT_SECONDS": "0"}, "WORKER_CONNECT_TIMEOUT_SECONDS must be >= 0.1, got 0"),
     ({"WORKER_TIMEOUT_SECONDS": "ten"}, "WORKER_TIMEOUT_SECONDS must be a number, got 'ten'"),
-    ({"JOB_LEASE_SECONDS": "0.5"}, "JOB_LEASE_SECONDS must be >= 1.0, got 0.5"),
+    ({"JOB_LEASE_SECONDS": "-3"}, "JOB_LEASE_SECONDS must be >= 0.0, got -3"),
     ({"MAX_JOB_ATTEMPTS": "0"}, "MAX_JOB_ATTEMPTS must be >= 1, got 0"),
     ({"PROGRESS_WRITE_INTERVAL_MS": "-1"}, "PROGRESS_WRITE_INTERVAL_MS must be >= 0, got -1"),
     ({"REAPER_INTERVAL_SECONDS": "0.01"}, "REAPER_INTERVAL_SECONDS must be >= 0.05, got 0.01"),
     ({"SHUTDOWN_GRACE_SECONDS": "-1"}, "SHUTDOWN_GRACE_SECONDS must be >= 0.0, got -1"),
 ])
 def test_config_errors_name_the_variable(environ, message):
+    with pytest.raises(ConfigError) as info:
+        OrchestratorConfig.from_env(environ)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"JOB_LEASE_SECONDS": "2", "WORKER_TIMEOUT_SECONDS": "1"},
+     "JOB_LEASE_SECONDS must be at least 3, got 2: renewals fall due every third of the lease and need the rest "
+     "to reach the store"),
+    ({"JOB_LEASE_SECONDS": "10"},
+     "WORKER_TIMEOUT_SECONDS (10) must be less than JOB_LEASE_SECONDS (10): a silent worker must be noticed within "
+     "one lease"),
+    ({"JOBS_TABLE_NAME": "t", "JOB_LEASE_SECONDS": "3", "WORKER_TIMEOUT_SECONDS": "2"},
+     "PROGRESS_WRITE_INTERVAL_MS (1000) must be less than a third of JOB_LEASE_SECONDS (3 s): progress writes are "
+     "lease renewals"),
+], ids=["lease-too-short", "worker-timeout-not-below-lease", "dynamodb-default-progress-interval-too-long"])
+def test_config_refuses_lease_settings_that_make_a_live_job_look_dead(environ, message):
     with pytest.raises(ConfigError) as info:
         OrchestratorConfig.from_env(environ)
     assert str(info.value) == message
@@ -299,6 +322,51 @@ def test_status_of_an_unknown_or_malformed_id_is_404(job_id):
 def test_healthz_answers_ok():
     with serving(store.MemoryStore()) as port:
         assert call(port, "GET", "/healthz")[::2] == (200, {"ok": True})
+
+
+class ReadinessStub(UnstartedDispatcher):
+    def __init__(self, job_store: store.JobStore, answer: tuple[bool, dict]):
+        super().__init__(job_store)
+        self.answer = answer
+
+    def readiness(self):
+        return self.answer
+
+
+PARTS_OK = {"reaper": {"ok": True, "lastSuccessSecondsAgo": 1.5, "consecutiveFailures": 0},
+            "leaseKeeper": {"ok": True, "lastSuccessSecondsAgo": 0.2, "consecutiveFailures": 0},
+            "dispatch": {"ok": True, "threadsAlive": 8}}
+
+
+def test_readyz_answers_200_with_each_loop_when_all_work():
+    job_store = store.MemoryStore()
+    with serving(job_store, ReadinessStub(job_store, (True, PARTS_OK))) as port:
+        assert call(port, "GET", "/readyz")[::2] == (200, {"ok": True, "loops": PARTS_OK})
+
+
+def test_readyz_answers_503_naming_the_failing_loops_and_no_cause():
+    parts = {**PARTS_OK, "reaper": {"ok": False, "lastSuccessSecondsAgo": None, "consecutiveFailures": 4},
+             "dispatch": {"ok": False, "threadsAlive": 7}}
+    job_store = store.MemoryStore()
+    with serving(job_store, ReadinessStub(job_store, (False, parts))) as port:
+        status, _, body = call(port, "GET", "/readyz")
+    assert (status, body) == (503, {
+        "ok": False, "error": {"code": "not_ready", "message": "not ready: dispatch, reaper not working; see the "
+                                                               "service log"},
+        "loops": parts})
+
+
+def test_readyz_of_a_started_orchestrator_turns_200_after_the_first_loop_passes():
+    app = orchestrator.build(OrchestratorConfig.from_env({"WORKER_URL": "http://127.0.0.1:9"}))
+    app.dispatcher.start()
+    try:
+        srv = Server(("127.0.0.1", 0), orchestrator.OrchestratorHandler, app)
+        with serving_in_thread(srv) as port:
+            status, _, body = wait_until(lambda: (r := call(port, "GET", "/readyz"))[0] == 200 and r, 10, "ready")
+    finally:
+        app.dispatcher.stop(1.0)
+    assert (body["ok"], sorted(body["loops"]), body["loops"]["dispatch"]) == (
+        True, ["dispatch", "leaseKeeper", "reaper"], {"ok": True, "threadsAlive": 8})
 
 
 def test_memory_mode_never_imports_boto3():

@@ -31,7 +31,9 @@ TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ")
 EVENT = re.compile(r"^\S+ (\S+) +\S+ +(.*)$")  # timestamp service level message  fields
 # Values that differ from run to run; everything else in a timeline line is compared literally.
 VARYING = [(re.compile(r"\bowner=\S+"), "owner=<owner>"),
-           (re.compile(r"\b(durationMs|JobDurationMs|JobQueueWaitMs)=[0-9.]+"), r"\1=<ms>")]
+           (re.compile(r"\b(durationMs|JobDurationMs|JobQueueWaitMs)=[0-9.]+"), r"\1=<ms>"),
+           (re.compile(r"\bretryInSeconds=[0-9.]+"), "retryInSeconds=<s>"),
+           (re.compile(r"\(gave up after 1 retry in [0-9.]+ s\)"), "(gave up after 1 retry in <s> s)")]
 
 
 @pytest.fixture(params=scriptrun.variants("trace"))
@@ -110,7 +112,9 @@ def run(tmp_path_factory) -> Run:
     try:
         started.append(worker := Service("worker.py", tmp, {"WORK_MS": "200"}))
         started.append(ok := Service("orchestrator.py", tmp, {"WORKER_URL": worker.url, "ENVIRONMENT": "test"}))
-        started.append(bad := Service("orchestrator.py", tmp, {"WORKER_URL": dead_url, "RETRY_BACKOFF_MS": "50",
+        # One retry, cut to the budget's end (0.3 s, less than the first backoff), then failed.
+        started.append(bad := Service("orchestrator.py", tmp, {"WORKER_URL": dead_url, "RETRY_BACKOFF_MS": "1000",
+                                                               "WORKER_RETRY_BUDGET_SECONDS": "0.3",
                                                                "ENVIRONMENT": "test"}))
         ok_job = submit(ok.url, {"prompt": "a spooky hallway", "seed": 123, "style": "doom"},
                         {"X-Request-Id": "trace-ok-1"})
@@ -150,11 +154,10 @@ def failed_timeline(dead_url: str) -> list[str]:
         "<ts> orchestrator INFO    job accepted  requestId=trace-failed-1 seed=7 style=quake",
         "<ts> orchestrator INFO    job claimed  requestId=trace-failed-1 attempt=1 owner=<owner>",
         f'<ts> orchestrator WARNING worker call failed; retrying  requestId=trace-failed-1 reason="{refused}" '
-        "attempt=1 retryInSeconds=0.05",
-        f'<ts> orchestrator WARNING worker call failed; retrying  requestId=trace-failed-1 reason="{refused}" '
-        "attempt=2 retryInSeconds=0.1",
-        f"<ts> orchestrator ERROR   job failed  requestId=trace-failed-1 workerUrl={dead_url}  "
-        f"error=WorkerError: {refused} (gave up after 3 attempts)",
+        "attempt=1 retryInSeconds=<s>",
+        f"<ts> orchestrator ERROR   job failed  requestId=trace-failed-1 workerUrl={dead_url} "
+        'jobError="the worker could not be reached; gave up after retrying for 0 s (1 retry)"  '
+        f"error=WorkerError: {refused} (gave up after 1 retry in <s> s)",
         "<ts> orchestrator INFO    job finished  requestId=trace-failed-1 state=failed attempts=1",
         "<ts> orchestrator INFO    job metrics  requestId=trace-failed-1 Service=orchestrator Environment=test "
         "JobSucceeded=0 JobFailed=1 JobDurationMs=<ms> JobQueueWaitMs=<ms> state=failed attempts=1",
@@ -183,7 +186,7 @@ def assert_failed_timeline(stdout: str, dead_url: str) -> None:
     assert lines[error_at + 1:error_at + 1 + len(stack)] == stack  # the stack sits right under its line
     assert stack[0] == "    Traceback (most recent call last):"
     assert stack[-1] == (f"    workerclient.WorkerError: worker unreachable at {dead_url}: [Errno 111] Connection refused"
-                         " (gave up after 3 attempts)")
+                         " (gave up after 1 retry in <s> s)")
     assert timestamps(stdout) == sorted(timestamps(stdout))
 
 
