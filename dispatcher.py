@@ -178,13 +178,15 @@ class Dispatcher:
 
     def _fail_unstarted(self, job_id: str) -> None:
         error = "the orchestrator stopped before the job could run; submit it again"
+        token = logjson.job_id.set(job_id)  # for the metrics line too
         try:
             finished = self.store.finish(job_id, self.owner, JobState.FAILED, error=error)
+            log.warning("job failed", jobError=error)
+            self._on_finish(finished, finished)
         except StoreError as exc:
-            log.error("could not fail a job at shutdown", exc=exc, jobId=job_id)
-            return
-        log.warning("job failed", jobId=job_id, jobError=error)
-        self._on_finish(finished, finished)
+            log.error("could not fail a job at shutdown", exc=exc)
+        finally:
+            logjson.job_id.reset(token)
 
     # -- threads ----------------------------------------------------------------------
 
@@ -307,7 +309,9 @@ class Dispatcher:
                 if event["event"] != "progress" or not isinstance(event.get("progress"), (int, float)):
                     continue
                 reported = running_progress(event["progress"])  # what the store would record
-                if progress.due(reported):
+                # After a failed write, progress waits for the keeper to get a renewal through:
+                # writes to an unreachable store take seconds, and the stream must keep flowing.
+                if not run.write_failed and progress.due(reported):
                     self._heartbeat(run, reported)
         except CallAborted:
             raise RunAbandoned() from None

@@ -11,7 +11,9 @@ per process does it: ``renew_due`` (run by a background loop every ``tick``) ren
 
 Each run also knows its lease locally: ``expires`` is when the last successful write was
 sent, plus the lease. A renewal that fails (store unreachable) is tried again on the next
-tick; if the lease runs out first, or the store says another replica owns the job
+tick (after one such failure a pass writes nothing more: an unreachable store would hold the
+keeper for seconds per write, and every run's expiry must still be watched); if the lease
+runs out first, or the store says another replica owns the job
 (``LeaseLost``), the run is abandoned with ``lease_lost`` set: its worker call is aborted
 and it must not finish the job, because another replica may be running it now. A stopping
 orchestrator abandons its runs the same way (``abandon_all``), without ``lease_lost``.
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from logjson import log
-from store import JobNotFound, JobState, JobStore, LeaseLost
+from store import JobNotFound, JobState, JobStore, LeaseLost, StoreUnavailable
 
 # Renewals fall due every third of the lease; what is left (2 s at this minimum) must cover a
 # renewal write that meets a slow store (the DynamoDB client's connect timeout is 2 s).
@@ -65,6 +67,7 @@ class Run:
         self.last_write, self.expires = sent_at, sent_at + lease_seconds
         self.abandoned: str | None = None  # why, once abandoned
         self.lease_lost = False  # abandoned because another replica may own the job now
+        self.write_failed = False  # the last write failed: progress waits until a renewal gets through
         self.writing = threading.Lock()
         self._lock = threading.Lock()
         self._abandoned = threading.Event()
@@ -74,6 +77,7 @@ class Run:
         """A write sent at ``sent_at`` succeeded: the lease runs from then."""
         self.last_write, self.expires = sent_at, sent_at + self.lease_seconds
         self.progress = max(self.progress, progress)
+        self.write_failed = False
 
     def attach(self, call: Abortable) -> None:
         """The worker call now under way (aborted at once if the run is already abandoned)."""
@@ -159,26 +163,35 @@ class LeaseKeeper:
         except (LeaseLost, JobNotFound):
             self._lose(run, "another orchestrator owns the job now")
             raise
+        except Exception:
+            run.write_failed = True
+            raise
         run.wrote(sent, progress)
 
     def renew_due(self) -> None:
         """Renew every run whose last write is older than ``renew_after``. Runs whose
-        renewal failed are retried next pass (``RenewalsFailed`` says which), unless their
-        lease ran out: those are abandoned as lost."""
+        renewal failed, or was not tried, are tried next pass (``RenewalsFailed`` says
+        which), unless their lease ran out: those are abandoned as lost."""
         failed: list[tuple[str, Exception]] = []
+        store_down: Exception | None = None
         for run in self.runs():
             if run.abandoned is not None or self._clock() - run.last_write < self.renew_after:
                 continue
-            if not run.writing.acquire(blocking=False):
-                continue  # the run is writing itself: a heartbeat renews, a finish ends it
+            if store_down is not None:  # not tried: the store just failed a renewal
+                failed.append((run.job_id, store_down))
+                self._expire(run)
+                continue
+            if not run.writing.acquire(blocking=False):  # its own heartbeat renews, a finish ends it,
+                self._expire(run)  # but a write stuck past the lease must not keep the run going
+                continue
             try:
                 self._write(run, run.progress)
             except (LeaseLost, JobNotFound):
                 pass  # abandoned and logged by _write
-            except Exception as exc:  # StoreUnavailable or anything else: this run only
+            except Exception as exc:  # StoreUnavailable or anything else
                 failed.append((run.job_id, exc))
-                if self._clock() >= run.expires:
-                    self._lose(run, "its lease expired before it could be renewed")
+                store_down = exc if isinstance(exc, StoreUnavailable) else None
+                self._expire(run)
             finally:
                 run.writing.release()
         if failed:
@@ -191,6 +204,11 @@ class LeaseKeeper:
             self._closed = reason
         for run in self.runs():
             run.abandon(reason, lease_lost=False)
+
+    def _expire(self, run: Run) -> None:
+        """Abandon ``run`` if its lease ran out here: another replica may have claimed it."""
+        if self._clock() >= run.expires:
+            self._lose(run, "its lease expired before it could be renewed")
 
     def _lose(self, run: Run, reason: str) -> None:
         if run.abandoned is None:

@@ -196,3 +196,42 @@ def test_drop_ends_the_renewals(store, clock):
     clock.now += 5.0
     keeper.renew_due()
     assert (keeper.runs(), store.heartbeats) == ([], [])
+
+
+def test_a_run_whose_own_write_is_stuck_past_its_lease_is_abandoned(store, clock):
+    keeper = LeaseKeeper(store, OWNER, 3.0, clock)
+    run = keeper.hold("job-1", 0.0, sent_at=clock.now)
+    clock.now += 3.0
+    with run.writing:  # a heartbeat of its own, held up by a slow store
+        keeper.renew_due()
+    assert (run.abandoned, run.lease_lost, store.heartbeats) == (
+        "its lease expired before it could be renewed", True, [])
+
+
+def test_after_the_store_fails_one_renewal_a_pass_tries_no_more_but_still_watches_every_lease(clock):
+    store = ScriptedStore(clock)
+    for job_id in ("job-1", "job-2", "job-3"):
+        store.create(job_id, PAYLOAD, OWNER, 3000)
+        store.claim(job_id, OWNER, 3000)
+    keeper = LeaseKeeper(store, OWNER, 3.0, clock)
+    runs = [keeper.hold("job-1", 0.0, sent_at=clock.now), keeper.hold("job-2", 0.0, sent_at=clock.now - 3.0),
+            keeper.hold("job-3", 0.0, sent_at=clock.now)]
+    store.failures = [StoreUnavailable("down")]
+    clock.now += 1.0
+    with pytest.raises(RenewalsFailed) as info:
+        keeper.renew_due()
+    assert str(info.value) == "3 lease renewal(s) failed (job-1, job-2, job-3): down"
+    assert store.failures == []  # one write was tried
+    assert [(r.abandoned is not None, r.write_failed) for r in runs] == [(False, True), (True, False), (False, False)]
+
+
+def test_a_failed_write_marks_the_run_until_a_renewal_gets_through(store, clock):
+    keeper = LeaseKeeper(store, OWNER, 3.0, clock)
+    run = keeper.hold("job-1", 0.0, sent_at=clock.now)
+    store.failures = [StoreUnavailable("down")]
+    with pytest.raises(StoreUnavailable):
+        keeper.heartbeat(run, 0.5)
+    assert run.write_failed is True
+    clock.now += 1.0
+    keeper.renew_due()
+    assert (run.write_failed, run.progress, store.heartbeats) == (False, 0.0, [(101.0, "job-1", 0.0)])
