@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import pathlib
@@ -154,6 +155,16 @@ class MotoServer:
         stop_process(self.proc)
 
 
+def create_table(server: MotoServer, name: str) -> dict[str, str]:
+    """Create jobs table ``name`` on ``server`` with ``python dynamostore.py create-table``;
+    returns the environment for services that use it."""
+    env = {**server.env(), "JOBS_TABLE_NAME": name}
+    result = subprocess.run([sys.executable, "dynamostore.py", "create-table"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return env
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     """One moto server for the session (use unique resource names, or ``reset()``)."""
@@ -164,14 +175,17 @@ def moto_server():
 
 class Service:
     """One of our services (``orchestrator.py`` / ``worker.py``) as a real process on a
-    free loopback port, its stdout captured to a file so tests can read its log lines."""
+    free loopback port (or ``port``, to restart a service where its clients expect it), its
+    stdout captured to a file of its own so tests can read its log lines."""
+
+    _started = itertools.count(1)
 
     def __init__(self, script: str, tmp_path: pathlib.Path, env: dict[str, str] | None = None,
-                 wait: bool = True):
+                 wait: bool = True, port: int | None = None):
         self.script = script
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / f"{pathlib.Path(script).stem}-{self.port}.log"
+        self.log_path = tmp_path / f"{pathlib.Path(script).stem}-{self.port}-{next(self._started)}.log"
         full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "PYTHONUNBUFFERED": "1",
                     **(env or {})}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - the process's stdout until stop()
@@ -216,8 +230,8 @@ def services(tmp_path):
     """Factory: ``services("worker.py", env={...})``; every process is killed at teardown."""
     started: list[Service] = []
 
-    def start(script: str, env: dict[str, str] | None = None, wait: bool = True) -> Service:
-        svc = Service(script, tmp_path, env, wait)
+    def start(script: str, env: dict[str, str] | None = None, wait: bool = True, port: int | None = None) -> Service:
+        svc = Service(script, tmp_path, env, wait, port)
         started.append(svc)
         return svc
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 import time
 
 import boto3
 import pytest
 
 from apiclient import poll, request, submit
-from conftest import ROOT, MotoServer
+from conftest import ROOT, MotoServer, create_table
 from polling import wait_until
 
 PAYLOAD = {"prompt": "a haunted cellar", "seed": 7, "style": "noir"}
@@ -26,14 +25,6 @@ _names = itertools.count()
 # The shortest lease the start-up rules allow, with the settings those rules tie to it.
 FAST_RECOVERY = {"JOB_LEASE_SECONDS": "3", "WORKER_TIMEOUT_SECONDS": "2", "PROGRESS_WRITE_INTERVAL_MS": "500",
                  "REAPER_INTERVAL_SECONDS": "0.2"}
-
-
-def create_table(server: MotoServer, name: str) -> dict[str, str]:
-    env = {**server.env(), "JOBS_TABLE_NAME": name}
-    result = subprocess.run([sys.executable, "dynamostore.py", "create-table"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return env
 
 
 @pytest.fixture
