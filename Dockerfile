@@ -18,8 +18,9 @@ RUN pip install --no-cache-dir -r requirements.txt \
 # Only the runtime modules (tests/test_dockerfile.py keeps this list equal to what
 # orchestrator.py, worker.py and healthcheck.py import). Owned by root, so the service cannot
 # rewrite its code.
-COPY orchestrator.py worker.py healthcheck.py dispatcher.py workerclient.py store.py dynamostore.py \
-     httpkit.py httphead.py httpserver.py jsonbody.py config.py logjson.py metrics.py scene.py ./
+COPY orchestrator.py worker.py healthcheck.py dispatcher.py workerclient.py leases.py backoff.py loops.py \
+     store.py dynamostore.py httpkit.py httphead.py httpserver.py jsonbody.py config.py logjson.py metrics.py \
+     scene.py ./
 
 USER 10001
 
