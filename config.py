@@ -8,11 +8,17 @@ exits 2.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from logjson import LEVELS
+
+# RFC 6750 b64token: what fits in ``Authorization: Bearer <token>`` as is.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+MIN_TOKEN_CHARS = 16
 
 
 class ConfigError(ValueError):
@@ -63,3 +69,24 @@ class Env:
         if value not in LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}, got {value!r}")
         return value
+
+    def secret(self, name: str) -> str | None:
+        """A bearer token, or None when unset. The error never repeats the value: it is a secret."""
+        raw = self.environ.get(name)
+        if not raw:
+            return None
+        if len(raw) < MIN_TOKEN_CHARS or not _TOKEN_RE.fullmatch(raw):
+            raise ConfigError(f"{name} must be at least {MIN_TOKEN_CHARS} characters of A-Z a-z 0-9 - . _ ~ + / "
+                              f"(a bearer token, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'); "
+                              f"got a value of {len(raw)} characters")
+        return raw
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -11,11 +11,17 @@ handler does not read is drained or the connection closed, so the next request o
 keep-alive connection starts where the client's does; each process serves at most
 ``max_connections`` connections and refuses more with a fast 503; after SIGTERM a request
 on an open connection gets 503 and ``Connection: close``.
+
+Authentication (README "Security"): a service whose ``bearer_token()`` is set answers 401
+to any request for a route outside its ``public_paths`` that does not carry
+``Authorization: Bearer <that token>``. The check runs after routing and before the
+handler, so an unauthenticated request never reads a body or takes a work slot.
 """
 
 from __future__ import annotations
 
 import email.utils
+import hmac
 import http
 import re
 import socket
@@ -80,8 +86,23 @@ class Router:
         raise HTTPError(404, "not_found", f"no such path: {path}")
 
 
+def check_bearer(authorization: str | None, token: str) -> None:
+    """Pass if ``authorization`` is ``Bearer <token>``, else raise HTTPError 401 with
+    ``WWW-Authenticate`` (RFC 6750). The comparison takes the same time wherever the
+    values differ, and neither value ever goes into a message."""
+    if authorization is None:
+        raise HTTPError(401, "unauthorized", "this route needs Authorization: Bearer <token>",
+                        {"WWW-Authenticate": "Bearer"})
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode("latin-1"),
+                                                             token.encode("latin-1")):
+        raise HTTPError(401, "unauthorized", "the Authorization header does not hold the bearer token this "
+                        "route needs", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
 class JsonHandler(BaseHTTPRequestHandler):
-    """Request handler for JSON services. Subclasses set ``router`` and ``error_map``.
+    """Request handler for JSON services. Subclasses set ``router`` and ``error_map``, and
+    ``bearer_token``/``public_paths`` to require a token.
 
     ``self.server.app`` is the service's application object; handlers are called as
     ``handler(request_handler, **path_params)`` and return ``(status, body)`` or
@@ -97,6 +118,13 @@ class JsonHandler(BaseHTTPRequestHandler):
     headers: Headers  # type: ignore[assignment]  # httphead's strict parse, not email.message.Message
     router: Router
     error_map: Mapping[type[BaseException], Callable[[BaseException], HTTPError]] = {}
+    # Literal paths served without a token even when bearer_token() gives one.
+    public_paths: frozenset[str] = frozenset()
+
+    def bearer_token(self) -> str | None:
+        """The token every route outside ``public_paths`` requires; None requires none.
+        A service returns it from its configuration (``self.app``)."""
+        return None
 
     def setup(self) -> None:
         super().setup()
@@ -188,7 +216,11 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         try:
-            handler, params = self.router.match(self.command, self.path.split("?", 1)[0])
+            path = self.path.split("?", 1)[0]
+            handler, params = self.router.match(self.command, path)
+            token = self.bearer_token()
+            if token is not None and path not in self.public_paths:
+                check_bearer(self.headers.get("authorization"), token)
             answer = handler(self, **params)
             if answer is not None:
                 self.send_json(*answer)
@@ -264,16 +296,22 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
         """Encode once and send status line, headers and body in a single write."""
-        body = logjson.dumps(obj).encode("utf-8")
+        self.send_body(status, JSON_TYPE, logjson.dumps(obj).encode("utf-8"), headers)
+
+    def send_body(self, status: int, content_type: str, body: bytes,
+                  headers: Mapping[str, str] | None = None) -> None:
+        """Send an encoded body in a single write (none for HEAD or 304, which still state
+        its length). ``headers`` may replace the default ``Cache-Control: no-store``."""
         self.status_sent = status
-        self.wfile.write(self._head(status, JSON_TYPE, len(body), headers)
-                         + (b"" if self.command == "HEAD" else body))
+        omit = self.command == "HEAD" or status == 304
+        self.wfile.write(self._head(status, content_type, len(body), headers) + (b"" if omit else body))
 
     def _head(self, status: int, content_type: str, length: int | None,
               headers: Mapping[str, str] | None = None) -> bytes:
         phrase = _phrase(status, "")
+        extra = dict(headers or {})
         lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {_http_date()}",
-                 f"Content-Type: {content_type}", "Cache-Control: no-store"]
+                 f"Content-Type: {content_type}", f"Cache-Control: {extra.pop('Cache-Control', 'no-store')}"]
         if length is None:
             lines.append("Transfer-Encoding: chunked")
         else:
@@ -281,7 +319,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         rid = logjson.request_id.get()
         if rid:
             lines.append(f"X-Request-Id: {rid}")
-        lines.extend(f"{k}: {v}" for k, v in (headers or {}).items())
+        lines.extend(f"{k}: {v}" for k, v in extra.items())
         if self.close_connection:
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

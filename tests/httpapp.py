@@ -54,6 +54,15 @@ def nodelay(h):
     return 200, {"nodelay": h.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)}
 
 
+DOC_ETAG = '"doc-v1"'
+
+
+def cached_doc(h):
+    """A pre-encoded body that clients may cache and revalidate (``If-None-Match``)."""
+    status = 304 if h.headers.get("If-None-Match") == DOC_ETAG else 200
+    h.send_body(status, "application/json", b'{"doc":1}', {"ETag": DOC_ETAG, "Cache-Control": "no-cache"})
+
+
 class AppHandler(JsonHandler):
     router = Router({
         ("GET", "/hello"): hello,
@@ -66,6 +75,8 @@ class AppHandler(JsonHandler):
         ("GET", "/gone"): gone,
         ("GET", "/whoami"): whoami,
         ("GET", "/nodelay"): nodelay,
+        ("GET", "/doc"): cached_doc,
+        ("HEAD", "/doc"): cached_doc,
     })
     error_map = {Gone: lambda exc: HTTPError(410, "gone", str(exc))}
 

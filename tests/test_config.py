@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import ConfigError, Env
+from config import ConfigError, Env, is_loopback
 
 
 def test_env_text_uses_the_default_when_unset_or_empty():
@@ -64,3 +64,29 @@ def test_env_level_error_lists_the_accepted_levels():
     with pytest.raises(ConfigError) as info:
         Env({"LOG_LEVEL": "trace"}).level()
     assert str(info.value) == "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'TRACE'"
+
+
+def test_env_secret_is_none_when_unset_or_empty_and_the_value_otherwise():
+    env = Env({"EMPTY": "", "TOKEN": "Zm9vYmFy-._~+/0123456789=="})
+    assert (env.secret("UNSET"), env.secret("EMPTY"), env.secret("TOKEN")) == (
+        None, None, "Zm9vYmFy-._~+/0123456789==")
+
+
+@pytest.mark.parametrize("raw", ["fifteen-chars-x", "sixteen chars ok", "sixteen-chars-ok\n", "sixteen-chärs-ok",
+                                 "=sixteen-chars-ok"])
+def test_env_secret_refuses_what_cannot_be_a_bearer_token_without_repeating_it(raw):
+    with pytest.raises(ConfigError) as info:
+        Env({"WORKER_TOKEN": raw}).secret("WORKER_TOKEN")
+    assert str(info.value) == (
+        "WORKER_TOKEN must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / (a bearer token, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'); "
+        f"got a value of {len(raw)} characters")
+    assert raw.strip() not in str(info.value)
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("10.0.0.5", False), ("worker.local", False), ("", False),
+])
+def test_is_loopback_is_true_only_for_addresses_that_serve_this_machine_alone(host, expected):
+    assert is_loopback(host) is expected

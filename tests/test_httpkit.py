@@ -337,6 +337,24 @@ def test_head_gets_headers_without_a_body_and_the_connection_stays_in_step(port)
         conn.close()
 
 
+
+def test_send_body_may_replace_no_store_and_304_states_the_length_but_sends_no_body(server, raw):
+    """A revalidated 304 carries no body (RFC 9110 15.4.5) but keeps the representation's
+    Content-Length; the next response on the connection must not be read as its body."""
+    server.app.writes.clear()
+    ex = raw(b"GET /doc HTTP/1.1\r\nHost: t\r\n\r\n"
+             b'GET /doc HTTP/1.1\r\nHost: t\r\nIf-None-Match: "doc-v1"\r\n\r\n'
+             b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (ex.status, ex.headers["Cache-Control"], ex.headers["ETag"], ex.headers["Content-Length"], ex.body) == (
+        200, "no-cache", '"doc-v1"', "9", b'{"doc":1}')
+    assert ex.headers.get_all("Cache-Control") == ["no-cache"]
+    assert ex.next_response() == (304, b"")
+    assert ex.next_response() == (200, b'{"hello":"world"}')
+    not_modified = server.app.writes[1]
+    assert not_modified.startswith(b"HTTP/1.1 304 Not Modified\r\n")
+    assert b"\r\nContent-Length: 9\r\n" in not_modified and not_modified.endswith(b"\r\n\r\n")
+
+
 def test_head_on_a_get_only_path_is_405_without_a_body(port):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"HEAD /items/1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
