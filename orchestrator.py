@@ -18,7 +18,7 @@ import secrets
 import socket
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpserver
@@ -53,11 +53,14 @@ class OrchestratorConfig:
     environment: str = "local"
     metrics_namespace: str = "GhostEngine"
     dispatch: DispatchConfig = DispatchConfig()
+    worker_token: str | None = field(default=None, repr=False)  # sent to the worker; secrets stay out of reprs
+    api_token: str | None = field(default=None, repr=False)  # required of API clients when set
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OrchestratorConfig:
         env = Env(environ)
         table = env.text("JOBS_TABLE_NAME", "") or None
+        worker_token, api_token = _tokens(env)
         d = DispatchConfig
         dispatch = DispatchConfig(
             worker_url=env.text("WORKER_URL", d.worker_url),
@@ -81,6 +84,8 @@ class OrchestratorConfig:
         if problems:
             raise ConfigError("; ".join(problems))
         return cls(
+            worker_token=worker_token,
+            api_token=api_token,
             host=env.text("HOST", cls.host),
             port=env.port(cls.port),
             log_level=env.level(),
@@ -94,6 +99,14 @@ class OrchestratorConfig:
             metrics_namespace=env.text("METRICS_NAMESPACE", cls.metrics_namespace),
             dispatch=dispatch,
         )
+
+
+def _tokens(env: Env) -> tuple[str | None, str | None]:
+    """``(WORKER_TOKEN, API_TOKEN)``; they must differ, or an API client could call the worker."""
+    worker_token, api_token = env.secret("WORKER_TOKEN"), env.secret("API_TOKEN")
+    if api_token is not None and api_token == worker_token:
+        raise ConfigError("API_TOKEN and WORKER_TOKEN must differ: an API client must not be able to call the worker")
+    return worker_token, api_token
 
 
 @dataclass
@@ -176,6 +189,11 @@ class OrchestratorHandler(JsonHandler):
     router = Router(ROUTES)
     error_map = {store.StoreUnavailable: _unavailable, store.StoreFull: _full,
                  store.StoreMisconfigured: _misconfigured, QueueFull: _queue_full}
+    # Open even with API_TOKEN: the ALB's and ECS's health checks, and the API's description.
+    public_paths = frozenset({"/healthz", "/readyz", "/openapi.json"})
+
+    def bearer_token(self) -> str | None:
+        return self.app.config.api_token
 
 
 def open_store(config: OrchestratorConfig) -> store.JobStore:
@@ -191,7 +209,7 @@ def build(config: OrchestratorConfig) -> Orchestrator:
     """Wire the store, the worker client and the dispatcher from the configuration."""
     job_store = open_store(config)
     d = config.dispatch
-    client = WorkerClient(d.worker_url, d.worker_connect_timeout_seconds, d.worker_timeout_seconds)
+    client = WorkerClient(d.worker_url, d.worker_connect_timeout_seconds, d.worker_timeout_seconds, config.worker_token)
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     job_metrics = JobMetrics(config.metrics_namespace, "orchestrator", config.environment)
     loop_metrics = LoopMetrics(config.metrics_namespace, "orchestrator", config.environment)

@@ -11,6 +11,11 @@ Two answers, chosen by the ``Accept`` header:
   line carrying the same object as the plain answer. The orchestrator uses this to record
   live progress in the job store, so the worker needs no access to the store.
 
+``/process`` requires ``Authorization: Bearer <WORKER_TOKEN>`` (the orchestrator sends it);
+without it the answer is 401 before the body is read or a slot is taken. With no
+``WORKER_TOKEN`` the worker runs open, and so only on a loopback ``HOST``: it refuses to
+start on any other address. ``/healthz`` is always open.
+
 Run: ``python worker.py`` (configuration from the environment; see README).
 """
 
@@ -21,13 +26,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpserver
 import logjson
 import scene
-from config import ConfigError, Env
+from config import ConfigError, Env, is_loopback
 from httpkit import HTTPError, JsonHandler, Router
 from httpserver import Limits
 from logjson import log
@@ -46,12 +51,17 @@ class WorkerConfig:
     log_level: str = "INFO"
     log_flush_ms: int = 50
     limits: Limits = Limits()
+    worker_token: str | None = field(default=None, repr=False)  # a secret: kept out of reprs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerConfig:
         env = Env(environ)
+        host, token = env.text("HOST", cls.host), env.secret("WORKER_TOKEN")
+        if token is None and not is_loopback(host):
+            raise ConfigError(f"WORKER_TOKEN is required when HOST is not a loopback address (HOST={host}): "
+                              "set it to the token the orchestrator sends")
         return cls(
-            host=env.text("HOST", cls.host),
+            host=host,
             port=env.port(cls.port),
             work_ms=env.integer("WORK_MS", cls.work_ms),
             progress_tick_ms=env.integer("PROGRESS_TICK_MS", cls.progress_tick_ms, minimum=10),
@@ -60,6 +70,7 @@ class WorkerConfig:
             log_level=env.level(),
             log_flush_ms=env.integer("LOG_FLUSH_MS", cls.log_flush_ms, maximum=10_000),
             limits=Limits.from_env(env),
+            worker_token=token,
         )
 
 
@@ -154,6 +165,10 @@ ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
 
 class WorkerHandler(JsonHandler):
     router = Router(ROUTES)
+    public_paths = frozenset({"/healthz"})
+
+    def bearer_token(self) -> str | None:
+        return self.app.config.worker_token
 
 
 def main(environ: Mapping[str, str] = os.environ) -> int:

@@ -52,7 +52,7 @@ class CallAborted(Exception):
 class WorkerClient:
     """Makes ``WorkerCall``s to the worker's streaming ``POST /process``."""
 
-    def __init__(self, base_url: str, connect_timeout: float, idle_timeout: float):
+    def __init__(self, base_url: str, connect_timeout: float, idle_timeout: float, token: str | None = None):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"WORKER_URL must be an http:// URL, got {base_url!r}")
@@ -60,6 +60,7 @@ class WorkerClient:
         self.host, self.port = parts.hostname, parts.port or 80
         self.path = parts.path.rstrip("/") + "/process"
         self.connect_timeout, self.idle_timeout = connect_timeout, idle_timeout
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}  # the worker's WORKER_TOKEN
 
     def call(self, job_id: str, payload: dict[str, Any], request_id: str | None) -> WorkerCall:
         return WorkerCall(self, job_id, payload, request_id)
@@ -75,7 +76,7 @@ class WorkerCall:
     def __init__(self, client: WorkerClient, job_id: str, payload: dict[str, Any], request_id: str | None):
         self._client = client
         self._body = json.dumps({"jobId": job_id, "payload": payload}).encode("utf-8")
-        self._headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+        self._headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson", **client.auth}
         if request_id:
             self._headers["X-Request-Id"] = request_id
         self._lock = threading.Lock()

@@ -8,6 +8,8 @@ gracefully. With --dynamodb, a local DynamoDB-protocol server (moto, from
 requirements-dev.txt) is started on --moto-port, the jobs table is created in it, and
 the orchestrator uses it: stop and start the orchestrator (or the whole stack with the
 same moto server still running) to see job state survive restarts.
+The two services share a WORKER_TOKEN: the one in the environment, else a random one made
+for this run (never printed). API_TOKEN, if set, is passed to the orchestrator as is.
 Exit codes: 0 after a clean stop, 1 if a service died, 2 on bad usage.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import secrets
 import signal
 import subprocess
 import sys
@@ -61,7 +64,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One token for both services, as Terraform gives both the same secret on AWS.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "WORKER_TOKEN": os.environ.get("WORKER_TOKEN") or secrets.token_urlsafe(32)}
     procs: list[subprocess.Popen] = []
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -45,13 +45,13 @@ def submit(base_url: str, payload: dict[str, Any], headers: dict[str, str] | Non
 
 
 def poll(base_url: str, job_id: str, timeout: float = 30, interval: float = 0.05,
-         until: tuple[str, ...] = TERMINAL) -> list[dict[str, Any]]:
+         until: tuple[str, ...] = TERMINAL, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Snapshots of ``GET /status/<id>`` until the state is in ``until``; the last one
     has that state. Fails after ``timeout`` seconds."""
     seen: list[dict[str, Any]] = []
 
     def reached() -> bool:
-        reply = request(base_url, "GET", f"/status/{job_id}")
+        reply = request(base_url, "GET", f"/status/{job_id}", headers=headers)
         assert reply.status == 200, reply.raw
         seen.append(reply.json)
         return seen[-1]["state"] in until

@@ -6,14 +6,15 @@ import signal
 import subprocess
 import sys
 
-from apiclient import poll, submit
+from apiclient import poll, request, submit
 from conftest import ROOT, free_port, wait_http_ok
 
 
-def run_devstack(*args: str) -> tuple[subprocess.Popen, str]:
+def run_devstack(*args: str, worker_port: int | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "scripts/devstack.py", "--port", str(port), "--worker-port", str(free_port()), *args],
+        [sys.executable, "scripts/devstack.py", "--port", str(port), "--worker-port", str(worker_port or free_port()),
+         *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/healthz", timeout=30, proc=proc)
@@ -21,10 +22,16 @@ def run_devstack(*args: str) -> tuple[subprocess.Popen, str]:
 
 
 def test_devstack_runs_a_job_and_stops_on_sigterm():
-    proc, url = run_devstack()
+    """The two services share a token made for the run: the job runs, a caller without it
+    gets 401 from the worker."""
+    worker_port = free_port()
+    proc, url = run_devstack(worker_port=worker_port)
     try:
         job_id = submit(url, {"prompt": "a spooky hallway", "seed": 1})
         assert poll(url, job_id, timeout=30)[-1]["state"] == "done"
+        direct = request(f"http://127.0.0.1:{worker_port}", "POST", "/process",
+                         {"jobId": "j", "payload": {"prompt": "p", "seed": 1}})
+        assert (direct.status, direct.json["error"]["code"]) == (401, "unauthorized")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

@@ -26,6 +26,8 @@ from orchestrator import OrchestratorConfig
 from polling import wait_until
 from workerclient import WorkerClient
 
+WORKER_TOKEN = "worker-token-0123456789abcdef"
+API_TOKEN = "api-token-0123456789abcdef"
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -122,6 +124,20 @@ def test_config_refuses_lease_settings_that_make_a_live_job_look_dead(environ, m
     with pytest.raises(ConfigError) as info:
         OrchestratorConfig.from_env(environ)
     assert str(info.value) == message
+
+
+def test_config_reads_both_tokens_and_keeps_them_out_of_its_repr():
+    config = OrchestratorConfig.from_env({"WORKER_TOKEN": WORKER_TOKEN, "API_TOKEN": API_TOKEN})
+    assert (config.worker_token, config.api_token) == (WORKER_TOKEN, API_TOKEN)
+    assert WORKER_TOKEN not in repr(config) and API_TOKEN not in repr(config)
+    assert (OrchestratorConfig.from_env({}).worker_token, OrchestratorConfig.from_env({}).api_token) == (None, None)
+
+
+def test_config_refuses_an_api_token_equal_to_the_worker_token():
+    with pytest.raises(ConfigError) as info:
+        OrchestratorConfig.from_env({"WORKER_TOKEN": WORKER_TOKEN, "API_TOKEN": WORKER_TOKEN})
+    assert str(info.value) == (
+        "API_TOKEN and WORKER_TOKEN must differ: an API client must not be able to call the worker")
 
 
 def test_config_rejects_a_port_above_65535():
@@ -224,9 +240,9 @@ class UnstartedDispatcher(Dispatcher):
 
 
 @contextlib.contextmanager
-def serving(job_store, dispatcher=None):
+def serving(job_store, dispatcher=None, config: OrchestratorConfig | None = None):
     dispatcher = dispatcher or UnstartedDispatcher(job_store)
-    app = orchestrator.Orchestrator(OrchestratorConfig(), job_store, dispatcher)
+    app = orchestrator.Orchestrator(config or OrchestratorConfig(), job_store, dispatcher)
     srv = Server(("127.0.0.1", 0), orchestrator.OrchestratorHandler, app)
     with serving_in_thread(srv) as port:
         yield port
@@ -375,3 +391,23 @@ def test_memory_mode_never_imports_boto3():
             "print(sorted(m for m in ('boto3', 'botocore', 'dynamostore') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
+
+
+def test_with_an_api_token_the_job_routes_need_it_and_health_stays_open():
+    job_store = store.MemoryStore()
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+    with serving(job_store, config=OrchestratorConfig(api_token=API_TOKEN)) as port:
+        refused = call(port, "POST", "/generate-scene", {"prompt": "p"})
+        status_refused = call(port, "GET", "/status/0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f")
+        accepted = call(port, "POST", "/generate-scene", {"prompt": "p"}, bearer)
+        shown = call(port, "GET", accepted[2]["statusUrl"], headers=bearer)
+        health = call(port, "GET", "/healthz")
+    missing = {"error": {"code": "unauthorized", "message": "this route needs Authorization: Bearer <token>"}}
+    assert (refused[0], refused[1]["WWW-Authenticate"], refused[2]) == (401, "Bearer", missing)
+    assert (status_refused[0], status_refused[2]) == (401, missing)
+    assert (accepted[0], shown[0], shown[2]["state"], health[::2]) == (202, 200, "queued", (200, {"ok": True}))
+    assert len(job_store) == 1
+
+
+def test_the_public_paths_are_health_readiness_and_the_api_description():
+    assert orchestrator.OrchestratorHandler.public_paths == {"/healthz", "/readyz", "/openapi.json"}

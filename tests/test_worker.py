@@ -19,6 +19,7 @@ from logcapture import wait_for_line
 from worker import Worker, WorkerConfig
 
 PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
+TOKEN = "worker-token-0123456789abcdef"
 
 
 # -- configuration ----------------------------------------------------------------------
@@ -34,9 +35,28 @@ def test_config_reads_every_variable():
     config = WorkerConfig.from_env({
         "HOST": "0.0.0.0", "PORT": "9001", "WORK_MS": "0", "PROGRESS_TICK_MS": "10",
         "MAX_CONCURRENT_JOBS": "2", "SHUTDOWN_GRACE_SECONDS": "0.5", "LOG_LEVEL": "warning",
+        "WORKER_TOKEN": TOKEN,
     })
     assert config == WorkerConfig(host="0.0.0.0", port=9001, work_ms=0, progress_tick_ms=10,
-                                  max_concurrent_jobs=2, shutdown_grace_seconds=0.5, log_level="WARNING")
+                                  max_concurrent_jobs=2, shutdown_grace_seconds=0.5, log_level="WARNING",
+                                  worker_token=TOKEN)
+
+
+def test_config_keeps_the_token_out_of_its_repr():
+    assert TOKEN not in repr(WorkerConfig.from_env({"WORKER_TOKEN": TOKEN}))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_config_without_a_token_is_open_on_a_loopback_host(host):
+    assert WorkerConfig.from_env({"HOST": host}).worker_token is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.40.3.7", "worker.ghost-engine-dev.local"])
+def test_config_without_a_token_refuses_any_other_host_naming_worker_token(host):
+    with pytest.raises(ConfigError) as info:
+        WorkerConfig.from_env({"HOST": host})
+    assert str(info.value) == (f"WORKER_TOKEN is required when HOST is not a loopback address (HOST={host}): "
+                               "set it to the token the orchestrator sends")
 
 
 @pytest.mark.parametrize(("environ", "message"), [
@@ -266,3 +286,43 @@ def test_process_frees_its_slot_after_a_bad_request(service):
 def test_get_on_process_is_405_allowing_post(service):
     status, headers, _ = call(service, "GET", "/process")
     assert (status, headers["Allow"]) == (405, "POST")
+
+
+# -- the HTTP service with WORKER_TOKEN --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    app = Worker(WorkerConfig(work_ms=40, progress_tick_ms=10, max_concurrent_jobs=1, worker_token=TOKEN))
+    srv = Server(("127.0.0.1", 0), worker.WorkerHandler, app)
+    with serving_in_thread(srv):
+        yield srv
+
+
+def test_process_with_the_token_runs_the_job(guarded):
+    status, _, body = call(guarded, "POST", "/process", {"jobId": "j-auth", "payload": PAYLOAD},
+                           {"Authorization": f"Bearer {TOKEN}"})
+    assert (status, json.loads(body)["ok"]) == (200, True)
+
+
+@pytest.mark.parametrize(("headers", "www_authenticate", "message"), [
+    ({}, "Bearer", "this route needs Authorization: Bearer <token>"),
+    ({"Authorization": "Bearer worker-token-0123456789abcdeX"}, 'Bearer error="invalid_token"',
+     "the Authorization header does not hold the bearer token this route needs"),
+])
+def test_process_without_the_token_is_401_and_never_takes_a_slot(guarded, logs, headers, www_authenticate, message):
+    """Checked before the body is read or a slot taken: with the only slot busy, the answer
+    is still 401 (not 503 busy), and no job starts."""
+    assert guarded.app.slots.acquire(blocking=False)
+    try:
+        status, response_headers, body = call(guarded, "POST", "/process", {"jobId": "j-flood", "payload": PAYLOAD},
+                                              headers)
+    finally:
+        guarded.app.slots.release()
+    assert (status, response_headers["WWW-Authenticate"], json.loads(body)) == (
+        401, www_authenticate, {"error": {"code": "unauthorized", "message": message}})
+    assert [x for x in logs.lines() if x["message"] == "job started"] == []
+
+
+def test_healthz_stays_open_with_a_token(guarded):
+    assert call(guarded, "GET", "/healthz")[::2] == (200, b'{"ok":true}')

@@ -61,6 +61,15 @@ def test_client_appends_process_to_the_url_path_and_omits_an_absent_request_id(f
     assert "X-Request-Id" not in request["headers"]
 
 
+def test_client_sends_the_worker_token_as_a_bearer_authorization(fakes):
+    fake = fakes(stream(RESULT), stream(RESULT))
+    run_client(WorkerClient(fake.url, 2.0, 5.0, "worker-token-0123456789abcdef"))
+    run_client(client(fake.url))
+    with_token, without = fake.requests
+    assert with_token["headers"]["Authorization"] == "Bearer worker-token-0123456789abcdef"
+    assert "Authorization" not in without["headers"]
+
+
 @pytest.mark.parametrize(("answer", "detail", "public", "transient"), [
     (error_json(500, "internal error; see the service log for this requestId"),
      "answered HTTP 500: internal error; see the service log for this requestId", "the worker failed (HTTP 500)", True),
