@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 MAX_HEADER_COUNT = 100
 MAX_TARGET_BYTES = 8 * 1024
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The standard methods that take a path (RFC 9110's but CONNECT, PATCH, and QUERY, the IETF's
+# safe method with a body): a route without one answers 405 + Allow; any other method is 501.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY"})
 # Headers that must appear at most once: two of them are ambiguous, and ambiguity in
 # framing (Content-Length, Transfer-Encoding, Host) is what smuggling exploits.
 SINGLETONS = frozenset({"content-length", "transfer-encoding", "host", "content-type", "authorization",

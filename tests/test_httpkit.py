@@ -112,6 +112,12 @@ def test_unknown_path_is_404_json(port):
         404, "application/json", {"error": {"code": "not_found", "message": "no such path: /missing"}})
 
 
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "PATCH", "QUERY"])
+def test_a_standard_method_a_path_lacks_is_405_not_501(port, method):
+    status, headers, body = call(port, method, "/items/1")
+    assert (status, headers["Allow"], json.loads(body)["error"]["code"]) == (405, "DELETE, GET", "method_not_allowed")
+
+
 def test_wrong_method_is_405_with_allow_header(port):
     status, headers, body = call(port, "POST", "/items/1", b"{}")
     assert (status, headers["Allow"], json.loads(body)) == (
