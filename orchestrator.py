@@ -6,6 +6,7 @@ once; ``dispatcher.Dispatcher`` runs it on the worker in the background.
 is up (liveness: it touches nothing else, so the container healthcheck never kills a task
 for a store blip); ``GET /readyz`` says its background loops are doing their work
 (readiness, for the load balancer's target health).
+``GET /openapi.json`` describes the API (``apidoc``).
 
 Run: ``python orchestrator.py`` (configuration from the environment; see README).
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import apidoc
 import httpserver
 import logjson
 import scene
@@ -116,6 +118,7 @@ class Orchestrator:
     config: OrchestratorConfig
     store: store.JobStore
     dispatcher: Dispatcher
+    api_document: apidoc.ApiDocument = field(default_factory=apidoc.load)  # read at start: a bad file stops it
 
 
 def public_view(job: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +167,7 @@ ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
     ("GET", "/status/{job_id}"): job_status,
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
+    ("GET", "/openapi.json"): apidoc.serve,
 }
 
 

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -128,6 +129,14 @@ def test_copied_python_files_are_exactly_the_runtime_modules():
     copied = {s for s in copy_sources() if s.endswith(".py")}
     assert copied == {f"{m}.py" for m in runtime_modules()}
     assert "healthcheck.py" in copied
+
+
+def test_the_only_other_copies_are_requirements_and_the_api_description_the_orchestrator_serves():
+    """apidoc.py reads openapi.json beside itself at start; without it the orchestrator exits 2."""
+    import apidoc
+
+    assert {s for s in copy_sources() if not s.endswith(".py")} == {"requirements.txt", apidoc.DOCUMENT_PATH.name}
+    assert apidoc.DOCUMENT_PATH.parent == ROOT
 
 
 def test_healthcheck_entry_point_imports_no_repo_module():
@@ -247,3 +256,11 @@ def test_healthcheck_fails_when_nothing_listens_on_port(image_dir):
                           capture_output=True, text=True, timeout=30)
     assert (proc.returncode, proc.stdout, len(proc.stderr.splitlines())) == (1, "", 1)
     assert "Connection refused" in proc.stderr
+
+
+def test_orchestrator_started_from_copied_files_only_serves_the_repository_api_description(
+        services_from_image_dir):
+    url = f"http://127.0.0.1:{services_from_image_dir['orchestrator']}/openapi.json"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert (resp.status, resp.headers["Content-Type"]) == (200, "application/json")
+        assert json.loads(resp.read()) == json.loads((ROOT / "openapi.json").read_text(encoding="utf-8"))
