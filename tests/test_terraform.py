@@ -20,7 +20,9 @@ import pytest
 
 import tf_helpers
 from conftest import ROOT, MotoServer
+from orchestrator import OrchestratorConfig
 from tf_helpers import requires_terraform
+from worker import WorkerConfig
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -76,7 +78,7 @@ def test_module_has_the_standard_files_and_no_backend_block():
     """A backend block would make a plain local `terraform init` need credentials and a bucket."""
     names = sorted(path.name for path in tf_helpers.MODULE_DIR.glob("*.tf"))
     assert names == ["alarms.tf", "alb.tf", "ci.tf", "discovery.tf", "dynamodb.tf", "ecr.tf", "ecs.tf", "iam.tf",
-                     "logs.tf", "main.tf", "network.tf", "outputs.tf", "variables.tf", "versions.tf"]
+                     "logs.tf", "main.tf", "network.tf", "outputs.tf", "secrets.tf", "variables.tf", "versions.tf"]
     for path in tf_helpers.MODULE_DIR.glob("*.tf"):
         assert 'backend "' not in path.read_text(), path.name
 
@@ -171,6 +173,18 @@ def test_an_existing_github_actions_role_is_adopted_by_name_and_import_not_repla
     assert resource_change(plan, "aws_iam_role_policy.github_deploy")["actions"] == ["create"]
 
 
+@requires_terraform
+@pytest.mark.timeout(300)
+def test_by_default_only_the_worker_token_is_generated(unapplied):
+    """api_token_enabled defaults to false: no API_TOKEN secret (the applied stack turns it on)."""
+    variables = {name: value for name, value in tf_helpers.STACK_VARS.items() if name != "api_token_enabled"}
+    plan = unapplied.plan_json(variables)
+    managed = [c["address"] for c in plan["resource_changes"] if c["mode"] == "managed"]
+    assert len(managed) == 61
+    assert sorted(a for a in managed if a.startswith("aws_secretsmanager")) == [
+        "aws_secretsmanager_secret.worker_token", "aws_secretsmanager_secret_version.worker_token"]
+
+
 # --- The applied stack -------------------------------------------------------------------------
 
 
@@ -178,7 +192,7 @@ def test_an_existing_github_actions_role_is_adopted_by_name_and_import_not_repla
 def test_apply_creates_every_resource_and_the_outputs(stack):
     changes = stack.plan_json["resource_changes"]
     assert {change["change"]["actions"][0] for change in changes if change["mode"] == "managed"} == {"create"}
-    assert len([c for c in changes if c["mode"] == "managed"]) == 58
+    assert len([c for c in changes if c["mode"] == "managed"]) == 63
     dns = stack.client("elbv2").describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]["DNSName"]
     outputs = dict(stack.outputs)
     assert outputs.pop("alb_url") == f"http://{dns}"
@@ -203,6 +217,8 @@ def test_apply_creates_every_resource_and_the_outputs(stack):
             "worker": "ghost-engine-worker-dev",
         },
         "worker_url": "http://worker.ghost-engine-dev.local:8081",
+        "worker_token_secret_arn": secret_arns(stack)["ghost-engine-worker-token-dev"],
+        "api_token_secret_arn": secret_arns(stack)["ghost-engine-api-token-dev"],  # api_token_enabled = true
     }
 
 
@@ -293,11 +309,16 @@ def test_orchestrator_role_may_call_exactly_the_four_dynamodb_operations(stack):
 
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
-def test_worker_role_has_no_permissions_and_execution_role_only_the_ecs_managed_policy(stack):
+def test_worker_role_has_no_permissions_and_execution_role_the_ecs_managed_policy_and_the_tokens(stack):
     iam = stack.client("iam")
     assert iam.list_role_policies(RoleName="ghost-engine-worker-task-dev")["PolicyNames"] == []
     assert iam.list_attached_role_policies(RoleName="ghost-engine-worker-task-dev")["AttachedPolicies"] == []
-    assert iam.list_role_policies(RoleName="ghost-engine-ecs-execution-dev")["PolicyNames"] == []
+    assert iam.list_role_policies(RoleName="ghost-engine-ecs-execution-dev")["PolicyNames"] == ["service-tokens"]
+    document = iam.get_role_policy(RoleName="ghost-engine-ecs-execution-dev", PolicyName="service-tokens")["PolicyDocument"]
+    arns = secret_arns(stack)
+    assert document == {"Version": "2012-10-17", "Statement": [{
+        "Sid": "ReadServiceTokens", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+        "Resource": [arns["ghost-engine-worker-token-dev"], arns["ghost-engine-api-token-dev"]]}]}
     assert iam.list_attached_role_policies(RoleName="ghost-engine-ecs-execution-dev")["AttachedPolicies"] == [{
         "PolicyName": "AmazonECSTaskExecutionRolePolicy",
         "PolicyArn": "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
@@ -308,6 +329,35 @@ def test_worker_role_has_no_permissions_and_execution_role_only_the_ecs_managed_
         "Principal": {"Service": "ecs-tasks.amazonaws.com"},
         "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
     }]
+
+
+def secret_arns(stack: tf_helpers.TerraformStack) -> dict[str, str]:
+    """{secret name: ARN} of the stack's Secrets Manager secrets."""
+    return {s["Name"]: s["ARN"] for s in stack.client("secretsmanager").list_secrets()["SecretList"]}
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_tokens_are_generated_once_into_secrets_manager_and_fit_the_services_config(stack):
+    """48 random letters and digits each, different, and taken as they are by the services'
+    configuration (Env.secret); the apply wrote them write-only: neither value is in the plan or
+    the state (a second plan is empty: test_second_plan_shows_no_changes)."""
+    secretsmanager = stack.client("secretsmanager")
+    arns = secret_arns(stack)
+    assert sorted(arns) == ["ghost-engine-api-token-dev", "ghost-engine-worker-token-dev"]
+    values = {name: secretsmanager.get_secret_value(SecretId=arn)["SecretString"] for name, arn in arns.items()}
+    worker_token, api_token = values["ghost-engine-worker-token-dev"], values["ghost-engine-api-token-dev"]
+    assert [(len(v), v.isascii() and v.isalnum()) for v in (worker_token, api_token)] == [(48, True), (48, True)]
+    assert worker_token != api_token
+    config = OrchestratorConfig.from_env({"WORKER_TOKEN": worker_token, "API_TOKEN": api_token})
+    assert (config.worker_token, config.api_token) == (worker_token, api_token)
+    assert WorkerConfig.from_env({"HOST": "0.0.0.0", "WORKER_TOKEN": worker_token}).worker_token == worker_token
+    state = (stack.module_dir / "terraform.tfstate").read_text(encoding="utf-8")
+    plan = json.dumps(stack.plan_json)
+    assert [v for v in values.values() if v in state or v in plan] == []
+    assert {s["Name"]: s.get("Description") for s in secretsmanager.list_secrets()["SecretList"]} == {
+        "ghost-engine-worker-token-dev": "WORKER_TOKEN: the orchestrator's bearer token for the worker's /process",
+        "ghost-engine-api-token-dev": "API_TOKEN: the bearer token the public API requires of its clients",
+    }
 
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
@@ -406,7 +456,7 @@ def container(ecs, family: str) -> tuple[dict, dict]:
 @pytest.mark.timeout(STACK_TIMEOUT_S)
 def test_task_definitions_run_the_right_command_with_the_environment_each_service_reads(stack):
     """Only variables the service reads: the worker publishes no metrics, so it gets no
-    ENVIRONMENT or METRICS_NAMESPACE."""
+    ENVIRONMENT or METRICS_NAMESPACE. The tokens come from Secrets Manager, not the environment."""
     ecs = stack.client("ecs")
     expected_env = {
         "orchestrator": {"HOST": "0.0.0.0", "PORT": "8080", "LOG_LEVEL": "INFO",
@@ -414,6 +464,12 @@ def test_task_definitions_run_the_right_command_with_the_environment_each_servic
                          "JOBS_TABLE_NAME": TABLE, "AWS_REGION": REGION,
                          "ENVIRONMENT": "dev", "METRICS_NAMESPACE": "GhostEngine"},
         "worker": {"HOST": "0.0.0.0", "PORT": "8081", "LOG_LEVEL": "INFO"},
+    }
+    arns = secret_arns(stack)
+    expected_secrets = {  # sorted by name; api_token_enabled = true
+        "orchestrator": [{"name": "API_TOKEN", "valueFrom": arns["ghost-engine-api-token-dev"]},
+                         {"name": "WORKER_TOKEN", "valueFrom": arns["ghost-engine-worker-token-dev"]}],
+        "worker": [{"name": "WORKER_TOKEN", "valueFrom": arns["ghost-engine-worker-token-dev"]}],
     }
     for name, port in (("orchestrator", 8080), ("worker", 8081)):
         family = f"ghost-engine-{name}-dev"
@@ -428,6 +484,7 @@ def test_task_definitions_run_the_right_command_with_the_environment_each_servic
         assert main["essential"] is True
         assert [(p["containerPort"], p["protocol"]) for p in main["portMappings"]] == [(port, "tcp")]
         assert {e["name"]: e["value"] for e in main["environment"]} == expected_env[name]
+        assert main["secrets"] == expected_secrets[name]
         assert main["stopTimeout"] == 30
         assert main["readonlyRootFilesystem"] is True
         assert main["logConfiguration"] == {"logDriver": "awslogs", "options": {
@@ -537,7 +594,9 @@ def test_security_groups_allow_internet_to_alb_to_orchestrator_to_worker_only(st
 
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
-def test_alb_forwards_http_to_the_orchestrator_target_group_checked_on_healthz(stack):
+def test_alb_forwards_http_to_the_orchestrator_target_group_checked_on_readyz(stack):
+    """The target group asks /readyz (a replica that cannot work gets no traffic); the
+    containers' own healthCheck stays on /healthz (liveness)."""
     elbv2 = stack.client("elbv2")
     lb = elbv2.describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]
     assert lb["Type"] == "application"
@@ -545,11 +604,21 @@ def test_alb_forwards_http_to_the_orchestrator_target_group_checked_on_healthz(s
     assert (planned["internal"], planned["drop_invalid_header_fields"]) == (False, True)
     group = elbv2.describe_target_groups(Names=["ghost-engine-orch-dev"])["TargetGroups"][0]
     assert (group["Protocol"], group["Port"], group["TargetType"], group["HealthCheckPath"],
-            group["Matcher"]) == ("HTTP", 8080, "ip", "/healthz", {"HttpCode": "200"})
+            group["Matcher"]) == ("HTTP", 8080, "ip", "/readyz", {"HttpCode": "200"})
     listeners = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
     assert [(listener["Port"], listener["Protocol"], listener["DefaultActions"][0]["Type"],
              listener["DefaultActions"][0]["TargetGroupArn"]) for listener in listeners] == \
         [(80, "HTTP", "forward", group["TargetGroupArn"])]
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_alb_drops_invalid_header_fields_and_refuses_ambiguous_requests(stack):
+    """Request smuggling (issue 9): read back from the load balancer's attributes."""
+    elbv2 = stack.client("elbv2")
+    arn = elbv2.describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]["LoadBalancerArn"]
+    attributes = {a["Key"]: a["Value"] for a in elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]}
+    assert (attributes["routing.http.desync_mitigation_mode"],
+            attributes["routing.http.drop_invalid_header_fields.enabled"]) == ("strictest", "true")
 
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
@@ -602,6 +671,10 @@ EXPECTED_SKIPS = {
     ("CKV_AWS_356", "aws_iam_policy_document.github_deploy"),
     ("CKV_AWS_111", "aws_iam_policy_document.github_deploy"),
     ("CKV_AWS_26", "aws_sns_topic.alarms"),
+    ("CKV_AWS_149", "aws_secretsmanager_secret.worker_token"),
+    ("CKV2_AWS_57", "aws_secretsmanager_secret.worker_token"),
+    ("CKV_AWS_149", "aws_secretsmanager_secret.api_token"),
+    ("CKV2_AWS_57", "aws_secretsmanager_secret.api_token"),
 }
 
 

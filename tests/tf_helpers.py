@@ -34,7 +34,7 @@ from conftest import AWS_TEST_ENV, ROOT, MotoServer
 MODULE_DIR = ROOT / "infra" / "aws" / "terraform"
 TERRAFORM = shutil.which("terraform")
 SKIP_REASON = (
-    "terraform is not on PATH: install Terraform >= 1.9 (https://developer.hashicorp.com/terraform/install, "
+    "terraform is not on PATH: install Terraform >= 1.11 (https://developer.hashicorp.com/terraform/install, "
     "or hashicorp/setup-terraform in GitHub Actions)"
 )
 requires_terraform = pytest.mark.skipif(TERRAFORM is None, reason=SKIP_REASON)
@@ -45,9 +45,11 @@ DEFAULT_PROVIDER_MIRROR = pathlib.Path("/opt/tf-plugins")
 
 # The tag of the first task-definition revision: a commit SHA, like every tag the pipeline pushes.
 STACK_IMAGE_TAG = "5af881e0c3b2a1d4e5f60718293a4b5c6d7e8f90"
-# Variables of the test stack: the two required ones, and deletion protection off; everything
-# else is the module's defaults (the dev names).
+# Variables of the test stack: the two required ones, deletion protection off, and the optional
+# API token on (so the one apply covers both secrets); everything else is the module's defaults
+# (the dev names).
 STACK_VARS = {
+    "api_token_enabled": "true",
     "deletion_protection_enabled": "false",
     "github_repository": "example-owner/ghost-engine",
     "image_tag": STACK_IMAGE_TAG,

@@ -8,8 +8,13 @@ resource "aws_lb" "this" {
   load_balancer_type         = "application"
   security_groups            = [aws_security_group.alb.id]
   subnets                    = local.public_subnet_ids
-  drop_invalid_header_fields = true
   enable_deletion_protection = var.deletion_protection_enabled
+
+  # Request smuggling: the ALB drops header fields that are not valid HTTP, and refuses any
+  # request RFC 7230 calls ambiguous (strictest) instead of forwarding it. The services do the
+  # same checks themselves (httphead.py), since they are also reached without the ALB.
+  drop_invalid_header_fields = true
+  desync_mitigation_mode     = "strictest"
 }
 
 resource "aws_lb_target_group" "orchestrator" {
@@ -23,8 +28,10 @@ resource "aws_lb_target_group" "orchestrator" {
   # Matches the containers' stopTimeout: in-flight requests get as long as the task does.
   deregistration_delay = 30
 
+  # Readiness, not liveness: a task whose background work is failing (e.g. no store access)
+  # gets no traffic, while ECS's container healthCheck (/healthz) keeps it alive to recover.
   health_check {
-    path                = "/healthz"
+    path                = "/readyz"
     matcher             = "200"
     interval            = 15
     timeout             = 5

@@ -51,6 +51,12 @@ resource "aws_ecs_task_definition" "this" {
         value = each.value.environment[name]
       }]
 
+      # Tokens come from Secrets Manager (secrets.tf), never as plaintext environment.
+      secrets = [for name in sort(keys(each.value.secrets)) : {
+        name      = name
+        valueFrom = each.value.secrets[name]
+      }]
+
       # Marks a task unhealthy when its own /healthz stops answering (ECS replaces it, and
       # Cloud Map stops answering with a worker that is not healthy). The image's one health
       # command, as in the Dockerfile's HEALTHCHECK: it follows the PORT set above.
@@ -128,6 +134,11 @@ resource "aws_ecs_service" "this" {
     ignore_changes = [task_definition, availability_zone_rebalancing]
   }
 
-  # The target group must be attached to the ALB before a service can register into it.
-  depends_on = [aws_lb_listener.http]
+  # The target group must be attached to the ALB before a service can register into it, and a
+  # task can start only once its secrets have a value.
+  depends_on = [
+    aws_lb_listener.http,
+    aws_secretsmanager_secret_version.worker_token,
+    aws_secretsmanager_secret_version.api_token,
+  ]
 }

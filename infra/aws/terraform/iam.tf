@@ -1,4 +1,5 @@
-# ECS roles. The execution role lets ECS pull the image and ship logs; the task roles are what
+# ECS roles. The execution role lets ECS pull the image, ship logs and read the services' tokens
+# (secrets.tf); the task roles are what
 # the service code runs as. The orchestrator gets exactly the DynamoDB calls store code makes
 # (tests/ compares this list with the calls it records); the worker calls no AWS API at all.
 
@@ -30,6 +31,22 @@ resource "aws_iam_role" "execution" {
 resource "aws_iam_role_policy_attachment" "execution" {
   role       = aws_iam_role.execution.name
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+# ECS reads the tokens for the containers (task-definition `secrets`): only those secrets, only
+# their value. The code never calls Secrets Manager, so the task roles get nothing of it.
+data "aws_iam_policy_document" "execution_secrets" {
+  statement {
+    sid       = "ReadServiceTokens"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = concat([aws_secretsmanager_secret.worker_token.arn], aws_secretsmanager_secret.api_token[*].arn)
+  }
+}
+
+resource "aws_iam_role_policy" "execution_secrets" {
+  name   = "service-tokens"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution_secrets.json
 }
 
 resource "aws_iam_role" "task" {

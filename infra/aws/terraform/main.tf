@@ -50,6 +50,11 @@ locals {
         ENVIRONMENT       = var.environment
         METRICS_NAMESPACE = var.metrics_namespace
       }
+      # Secrets Manager ARNs; ECS puts each value in the variable when the task starts.
+      secrets = merge(
+        { WORKER_TOKEN = aws_secretsmanager_secret.worker_token.arn },
+        var.api_token_enabled ? { API_TOKEN = aws_secretsmanager_secret.api_token[0].arn } : {},
+      )
     }
     worker = {
       port          = local.worker_port
@@ -62,6 +67,7 @@ locals {
         PORT      = tostring(local.worker_port)
         LOG_LEVEL = var.log_level
       }
+      secrets = { WORKER_TOKEN = aws_secretsmanager_secret.worker_token.arn }
     }
   }
 

@@ -62,3 +62,13 @@ output "vpc_id" {
   description = "VPC the system runs in (created or given)."
   value       = local.vpc_id
 }
+
+output "worker_token_secret_arn" {
+  description = "Secrets Manager secret holding WORKER_TOKEN (both services read it through their task definitions)."
+  value       = aws_secretsmanager_secret.worker_token.arn
+}
+
+output "api_token_secret_arn" {
+  description = "Secrets Manager secret holding API_TOKEN, which API clients send as `Authorization: Bearer <token>`; null when api_token_enabled is false."
+  value       = one(aws_secretsmanager_secret.api_token[*].arn)
+}

@@ -168,6 +168,12 @@ variable "worker_memory" {
   default     = 512
 }
 
+variable "api_token_enabled" {
+  type        = bool
+  description = "Require a bearer token (API_TOKEN) on every public API call but /healthz, /readyz and /openapi.json. The token is generated in Secrets Manager (output api_token_secret_arn); clients read it from there."
+  default     = false
+}
+
 variable "log_level" {
   type        = string
   description = "LOG_LEVEL of both services."
@@ -195,7 +201,7 @@ variable "jobs_table_name" {
 
 variable "deletion_protection_enabled" {
   type        = bool
-  description = "Deletion protection on the jobs table and the ALB. Keep true for real environments; throwaway stacks set false."
+  description = "Deletion protection on the jobs table and the ALB, and a 30-day recovery window on the token secrets (0 when false). Keep true for real environments; throwaway stacks set false."
   default     = true
 }
 

@@ -1,6 +1,7 @@
 terraform {
-  # 1.9+ for variable validations that refer to other variables.
-  required_version = ">= 1.9.0"
+  # 1.11+ for write-only arguments and ephemeral resources (secrets.tf: tokens never in the
+  # state); 1.9+ already for variable validations that refer to other variables.
+  required_version = ">= 1.11.0"
 
   required_providers {
     aws = {
