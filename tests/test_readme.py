@@ -25,7 +25,7 @@ def test_every_environment_variable_the_services_read_is_documented():
     names = set()
     for module in ROOT.glob("*.py"):  # the services' configs and what they share (httpserver.Limits)
         source = module.read_text(encoding="utf-8")
-        names |= set(re.findall(r'env\.(?:text|integer|number)\("([A-Z_]+)"', source))
+        names |= set(re.findall(r'env\.(?:text|integer|number|secret)\("([A-Z_]+)"', source))
         names |= {"PORT"} if "env.port(" in source else set()
     assert len(names) >= 20
     documented = set(re.findall(r"^\| `([A-Z_]+)`", README, re.M))
