@@ -186,8 +186,10 @@ class Service:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"{pathlib.Path(script).stem}-{self.port}-{next(self._started)}.log"
+        # Lines at once (LOG_FLUSH_MS=0): tests read a service's lines right after the event they
+        # report. Batching (the default, 50 ms) has tests of its own, which set it explicitly.
         full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "PYTHONUNBUFFERED": "1",
-                    **(env or {})}
+                    "LOG_FLUSH_MS": "0", **(env or {})}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - the process's stdout until stop()
         self.proc = subprocess.Popen([sys.executable, str(ROOT / script)], env=full_env, cwd=ROOT,
                                      stdout=self._log, stderr=subprocess.STDOUT)

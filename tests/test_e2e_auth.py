@@ -94,9 +94,13 @@ def test_an_orchestrator_with_a_wrong_worker_token_fails_the_job_at_once_saying_
     """A wrong token is a configuration fault, not a transient one: no retries."""
     worker, orch = stack(worker_env={"WORKER_TOKEN": WORKER_TOKEN},
                          orchestrator_env={"WORKER_TOKEN": "another-worker-token-0123456789"})
-    final = poll(orch.url, submit(orch.url, PAYLOAD), timeout=30)[-1]
-    assert final["state"] == "failed"
-    assert final["error"].startswith("worker answered HTTP 401: "), final["error"]
+    job_id = submit(orch.url, PAYLOAD)
+    final = poll(orch.url, job_id, timeout=30)[-1]
+    assert (final["state"], final["error"]) == ("failed", "the worker refused the job (HTTP 401)")
+    [failed] = [x for x in orch.lines_when(lambda ls: any(x["message"] == "job failed" for x in ls), "job failed")
+                if x["message"] == "job failed"]
+    assert failed["error"]["message"] == (f"worker at {worker.url} answered HTTP 401: the Authorization header "
+                                          "does not hold the bearer token this route needs")
     assert [x for x in worker.lines() if x["message"] == "job started"] == []
 
 

@@ -241,7 +241,7 @@ def test_after_sigterm_a_request_on_an_open_keep_alive_connection_gets_503_and_c
 def test_log_lines_are_written_in_batches_and_all_of_them_on_sigterm(services):
     """With a 10 s flush interval nothing reaches the file while the service runs; SIGTERM
     writes every pending line (so a stop loses nothing), ending with "stopped"."""
-    worker = services("worker.py", {"LOG_FLUSH_MS": "10000"})
+    worker = services("worker.py", {"LOG_FLUSH_MS": "10000"})  # not the fixture's 0: batching on
     assert request(worker.url, "GET", "/healthz").status == 200
     assert worker.raw_output() == ""
     worker.signal(signal.SIGTERM)

@@ -19,9 +19,10 @@ PAYLOAD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 @pytest.fixture
 def two_jobs(stack):
     """One job done, then the worker killed and one job failed; both services' lines."""
-    worker, orch = stack(worker_env={"WORK_MS": "400"},
+    # The services' default batching (LOG_FLUSH_MS 50), as deployed: lines are waited for.
+    worker, orch = stack(worker_env={"WORK_MS": "400", "LOG_FLUSH_MS": "50"},
                          orchestrator_env={"RETRY_BACKOFF_MS": "50", "WORKER_RETRY_BUDGET_SECONDS": "0.3",
-                                           "ENVIRONMENT": "test"})
+                                           "ENVIRONMENT": "test", "LOG_FLUSH_MS": "50"})
     ok = request(orch.url, "POST", "/generate-scene", PAYLOAD, {"X-Request-Id": "req-ok"}).json["jobId"]
     assert poll(orch.url, ok)[-1]["state"] == "done"
     # Lines are written in batches: let the worker's last line for the job out before the kill.
