@@ -3,14 +3,12 @@ a metric call and a growing wait, and its health says whether it does its work."
 
 from __future__ import annotations
 
-import io
-import json
 
 import pytest
 from botocore.exceptions import NoCredentialsError
 
-import logjson
 import metrics
+from logcapture import capture_logs
 from emfcheck import assert_emf_valid
 from logcapture import wait_for_line
 from loops import BackgroundLoop
@@ -104,13 +102,9 @@ def test_stale_after_is_three_intervals_but_at_least_five_seconds(interval, stal
 
 
 def test_loop_metrics_writes_one_background_loop_errors_emf_line():
-    out = io.StringIO()
-    logjson.configure("orchestrator", "INFO", stream=out)
-    try:
+    with capture_logs("orchestrator") as sink:
         metrics.LoopMetrics("GhostEngine", "orchestrator", "dev").loop_failed("reaper")
-    finally:
-        logjson.configure("test", "INFO")
-    line = json.loads(out.getvalue())
+    [line] = sink.lines()
     assert_emf_valid(line)
     assert isinstance(line["_aws"].pop("Timestamp"), int)
     del line["timestamp"]

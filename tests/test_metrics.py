@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import json
 
 import jsonschema
 import pytest
 
 import logjson
 import metrics
+from logcapture import capture_logs
 from emfcheck import assert_emf_valid
 
 
@@ -44,18 +43,16 @@ def test_build_emf_rejects_an_unknown_unit_and_too_many_metrics():
 
 
 def test_job_metrics_writes_one_emf_log_line_per_finished_job():
-    out = io.StringIO()
-    logjson.configure("orchestrator", "INFO", stream=out)
     token = logjson.job_id.set("job-1")
     try:
-        metrics.JobMetrics("GhostEngine", "orchestrator", "dev").job_finished(
-            {"state": "failed", "attempts": 2, "createdAt": "2026-11-28T09:00:00.000Z",
-             "updatedAt": "2026-11-28T09:00:03.250Z"},
-            {"updatedAt": "2026-11-28T09:00:00.125Z"})
+        with capture_logs("orchestrator") as sink:
+            metrics.JobMetrics("GhostEngine", "orchestrator", "dev").job_finished(
+                {"state": "failed", "attempts": 2, "createdAt": "2026-11-28T09:00:00.000Z",
+                 "updatedAt": "2026-11-28T09:00:03.250Z"},
+                {"updatedAt": "2026-11-28T09:00:00.125Z"})
     finally:
         logjson.job_id.reset(token)
-        logjson.configure("test", "INFO")
-    line = json.loads(out.getvalue())
+    [line] = sink.lines()
     assert_emf_valid(line)
     assert isinstance(line["_aws"].pop("Timestamp"), int)
     del line["timestamp"]
