@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,12 +51,16 @@ def _request(peer: peers.Peer, endpoint: str) -> tuple[str, str, bytes | None]:
 
 def run_round(plan: MatrixPlan, names: list[str], load: LoadGen, log_dir: pathlib.Path, pin: Pinning,
               index: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
-    """One round: start every peer, measure every cell, stop them; the samples measured."""
+    """One round: start every peer, measure every cell, stop them; the samples measured.
+    The round's logs (an access line per request: hundreds of MB over a full run) are
+    deleted after a round that went well."""
     started: dict[str, peers.Peer] = {}
     samples = []
+    round_logs = log_dir / f"round-{index + 1}"
+    round_logs.mkdir()
     try:
         for name in names:
-            started[name] = peers.STARTERS[name](log_dir, pin)
+            started[name] = peers.STARTERS[name](round_logs, pin)
         cells = [(e, c) for e in ENDPOINTS for c in plan.connections]
         for cell, (endpoint, connections) in enumerate(cells):
             for name in rotated(names, index + cell):
@@ -69,6 +74,7 @@ def run_round(plan: MatrixPlan, names: list[str], load: LoadGen, log_dir: pathli
     finally:
         for peer in started.values():
             peer.stop()
+    shutil.rmtree(round_logs)
     return samples
 
 
@@ -124,6 +130,7 @@ def run(plan: MatrixPlan, load: LoadGen, log_dir: pathlib.Path, pin: Pinning,
     return {
         "client": load.kind, "client_description": load.description,
         "rounds": plan.rounds, "duration_s": plan.duration_s, "warmup_s": plan.warmup_s,
-        "connections": list(plan.connections), "peers": names, "skipped_peers": skipped,
+        "connections": list(plan.connections), "peers": names, "peer_config": peers.describe(names),
+        "skipped_peers": skipped,
         "summary": summarize(samples, names), "ratios": ratios(samples, names), "samples": samples,
     }

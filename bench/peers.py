@@ -83,6 +83,22 @@ STARTERS: dict[str, Callable[[pathlib.Path, Pinning], Peer]] = {
     "orchestrator": start_orchestrator, "ceiling": start_ceiling, "fastapi": start_fastapi}
 
 
+def describe(names: list[str]) -> dict[str, str]:
+    """How each peer runs, for the output (the FastAPI peer's speed depends on its extras)."""
+    said = {
+        "orchestrator": (f"orchestrator.py, memory mode, its defaults (a JSON access line per request), "
+                         f"with worker.py WORK_MS={LONG_WORK_MS}; MAX_QUEUED_JOBS and MEMORY_MAX_JOBS {UNBOUNDED}"),
+        "ceiling": "bench/ceiling.py: bare ThreadingHTTPServer, HTTP/1.1 keep-alive, TCP_NODELAY, one write, no log",
+    }
+    if "fastapi" in names:
+        v = fastapi_peer.versions()
+        http = f"httptools {v['httptools']}" if v["httptools"] else "h11"
+        loop = f"uvloop {v['uvloop']}" if v["uvloop"] else "asyncio"
+        said["fastapi"] = (f"bench/fastapi_peer.py: FastAPI {v['fastapi']}, pydantic {v['pydantic']}, uvicorn "
+                           f"{v['uvicorn']} defaults (one process, access log on), http: {http}, loop: {loop}")
+    return {name: said[name] for name in names}
+
+
 def available() -> tuple[list[str], dict[str, str]]:
     """The peers that can run here, and why the others cannot."""
     skipped = {}

@@ -19,6 +19,7 @@ def http_table(http: dict[str, Any]) -> list[str]:
     lines = [f"HTTP: {http['client_description']}; {http['rounds']} round(s) x {http['duration_s']:g} s "
              f"(+{http['warmup_s']:g} s warm-up) per cell; medians over rounds; ratio = median of per-round "
              "orchestrator/peer req/s"]
+    lines += [f"  {name}: {how}" for name, how in http["peer_config"].items()]
     lines += [f"  {name}: skipped, {why}" for name, why in http["skipped_peers"].items()]
     lines.append(f"  {'endpoint':<22}{'conns':>6}  {'peer':<13}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
                  f"{'sock err':>9}{'non-2xx':>8}{'orch/peer':>10}")

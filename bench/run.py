@@ -24,6 +24,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="ghost-bench-") as tmp:
             doc.update(measure(plan, load, pin, Path(tmp)))
-    except (RuntimeError, OSError, ValueError) as exc:
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
         print(f"run.py: measurement failed: {exc}", file=sys.stderr)
         return 1
     finished = datetime.datetime.now(datetime.UTC)

@@ -320,7 +320,7 @@ def test_a_shrunken_quick_run_prints_the_table_and_writes_the_documented_documen
                          "jobs", "memory", "dynamodb", "startup", "finished_at", "wall_s", "notes"]
     http = doc["http"]
     assert list(http) == ["client", "client_description", "rounds", "duration_s", "warmup_s", "connections", "peers",
-                          "skipped_peers", "summary", "ratios", "samples"]
+                          "peer_config", "skipped_peers", "summary", "ratios", "samples"]
     assert (http["client"], http["connections"], http["peers"][:2]) == ("python", [1, 8], ["orchestrator", "ceiling"])
     assert len(http["samples"]) == 2 * 2 * len(http["peers"])
     assert list(http["summary"][0]) == ["endpoint", "connections", "peer", "rounds", "rps", "p50_ms", "p99_ms",
