@@ -5,9 +5,9 @@ and two identical servers then measure 0.6-1.4x apart. With ``taskset`` present 
 servers run on the first CPU this process may use and the load generator on the second;
 without it (or with fewer than two CPUs) nothing is pinned and the output says so.
 
-``Process`` runs one Python script from the repository with its output in a log file (the
-services' JSON lines cost what they cost in production: a real write per line), and is
-always stopped, SIGTERM then SIGKILL.
+``Process`` runs one Python program (a script of the repository, or ``-m moto.server``) with
+its output in a log file (so the services' JSON lines cost what they cost in production: a
+real write per line), and is always stopped, SIGTERM then, after 3 s, SIGKILL.
 """
 
 from __future__ import annotations
