@@ -24,6 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectionError, ReadTimeoutError
 
+import cpugate
 from logjson import iso_utc
 from store import (ACTIVE_STATES, DEFAULT_TTL_SECONDS, JobExists, JobNotFound, JobState, LeaseLost, StoreError,
                    StoreMisconfigured, StoreUnavailable, allowed_from, check_transition, running_progress)
@@ -185,7 +186,8 @@ class DynamoStore:
         self._clock = clock
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        return _request(self._client, operation, TableName=self.table_name, **kwargs)
+        with cpugate.released():  # a request thread waits for DynamoDB without a CPU slot
+            return _request(self._client, operation, TableName=self.table_name, **kwargs)
 
     def _update(self, job_id: str, update: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
         """A conditional UpdateItem; returns the new job or raises ``_ConditionFailed``.

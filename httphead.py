@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_HEADER_COUNT = 100
 MAX_TARGET_BYTES = 8 * 1024
@@ -32,6 +32,10 @@ SINGLETONS = frozenset({"content-length", "transfer-encoding", "host", "content-
                         "idempotency-key", "expect"})
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# The common, valid shapes in one match each; anything else goes through the checks that
+# name what is wrong (_request_line, _field).
+_PLAIN_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (/[\x21-\x7e]*) (HTTP/1\.[01])")
+_PLAIN_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
 # A field value: visible ASCII, obs-text (0x80-0xFF), space and tab; nothing else (no CR, LF, NUL).
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _TARGET = re.compile(rb"/[\x21-\x7e]*|\*")
@@ -60,9 +64,9 @@ class Headers(dict[str, str]):
         return isinstance(name, str) and dict.__contains__(self, name.lower())
 
 
-@dataclass(frozen=True)
-class Head:
-    """A parsed request head. ``content_length`` is 0 when the header is absent."""
+class Head(NamedTuple):
+    """A parsed request head. ``content_length`` is 0 when the header is absent. (A tuple:
+    one is built per request, and a frozen dataclass costs several times as much.)"""
 
     method: str
     target: str
@@ -77,13 +81,21 @@ def parse_head(data: bytes) -> Head:
     if not data.endswith(b"\r\n\r\n"):
         raise HeadError(400, "bad_request", "the request head must end with an empty line (CRLF CRLF)")
     lines = data[:-4].split(b"\r\n")
-    method, target, version = _request_line(lines[0])
+    plain = _PLAIN_REQUEST_LINE.fullmatch(lines[0])
+    if plain and len(plain[2]) <= MAX_TARGET_BYTES and plain[1].decode("ascii") in METHODS:
+        method, target, version = plain[1].decode("ascii"), plain[2].decode("ascii"), plain[3].decode("ascii")
+    else:
+        method, target, version = _request_line(lines[0])
     if len(lines) - 1 > MAX_HEADER_COUNT:
         raise HeadError(431, "headers_too_large", f"more than {MAX_HEADER_COUNT} header fields")
     headers = Headers()
     for line in lines[1:]:
-        name, value = _field(line)
-        if name in headers:
+        field = _PLAIN_FIELD.fullmatch(line)
+        if field:
+            name, value = field[1].lower().decode("ascii"), field[2].decode("latin-1")
+        else:
+            name, value = _field(line)
+        if dict.__contains__(headers, name):
             if name in SINGLETONS:
                 raise HeadError(400, "bad_request", f"header {name} appears more than once")
             value = f"{dict.__getitem__(headers, name)}, {value}"
@@ -129,10 +141,10 @@ def _field(line: bytes) -> tuple[str, str]:
 
 
 def _content_length(headers: Headers) -> int:
-    if "transfer-encoding" in headers:
+    if dict.__contains__(headers, "transfer-encoding"):
         raise HeadError(400, "bad_request",
                         "Transfer-Encoding is not accepted in requests; send the body with Content-Length")
-    raw = headers.get("content-length")
+    raw = dict.get(headers, "content-length")
     if raw is None:
         return 0
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
@@ -141,7 +153,10 @@ def _content_length(headers: Headers) -> int:
 
 
 def _keep_alive(version: str, headers: Headers) -> bool:
-    tokens = {t.strip().lower() for t in (headers.get("connection") or "").split(",")}
+    connection = dict.get(headers, "connection")
+    if connection is None:
+        return version == "HTTP/1.1"
+    tokens = {t.strip().lower() for t in connection.split(",")}
     if "close" in tokens:
         return False
     return version == "HTTP/1.1" or "keep-alive" in tokens
@@ -175,7 +190,11 @@ class ConnectionReader:
         while True:
             end = self._buf.find(b"\r\n\r\n", max(0, checked - 3))
             stop = end + 4 if end >= 0 else len(self._buf)
-            self._check_line_ends(checked, min(stop, max_bytes + 1))
+            if checked == 0 and end >= 0 and stop <= max_bytes:  # a whole head at once: the usual case
+                if self._buf.count(b"\n", 0, stop) != self._buf.count(b"\r\n", 0, stop):
+                    raise HeadError(400, "bad_request", "lines of the request head must end with CRLF")
+            else:
+                self._check_line_ends(checked, min(stop, max_bytes + 1))
             if stop > max_bytes:
                 raise HeadError(431, "headers_too_large", f"the request head is larger than {max_bytes} bytes")
             if end >= 0:

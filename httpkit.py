@@ -23,14 +23,15 @@ from __future__ import annotations
 import email.utils
 import hmac
 import http
+import os
 import re
 import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import cpugate
 import jsonbody
 import logjson
 from httphead import ConnectionReader, HeadError, Headers, HeadTimeout, parse_head
@@ -183,7 +184,7 @@ class JsonHandler(BaseHTTPRequestHandler):
     def _refuse(self, exc: HTTPError) -> None:
         """Answer a request we will not dispatch (malformed, too slow, shutting down) and close."""
         self.close_connection = True
-        token = logjson.request_id.set(self._request_id() if self.headers else uuid.uuid4().hex)
+        token = logjson.request_id.set(self._request_id())
         try:
             self.send_json(exc.status, exc.body(), exc.headers)
         except OSError:
@@ -203,20 +204,20 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.status_sent = 0
         rid_token = logjson.request_id.set(self._request_id())
         job_token = logjson.job_id.set(None)
+        path = self.path.partition("?")[0]
         self.server.active.enter()
+        self.server.gate.enter()
         try:
-            self._route()
+            self._route(path)
         finally:
             self.server.active.leave()
-            path = self.path.split("?", 1)[0]
-            log.info("request", method=self.command, path=path, status=self.status_sent,
-                     durationMs=round((time.perf_counter() - started) * 1000, 2))
+            log.access(self.command, path, self.status_sent, round((time.perf_counter() - started) * 1000, 2))
+            cpugate.leave_if_held()
             logjson.job_id.reset(job_token)
             logjson.request_id.reset(rid_token)
 
-    def _route(self) -> None:
+    def _route(self, path: str) -> None:
         try:
-            path = self.path.split("?", 1)[0]
             handler, params = self.router.match(self.command, path)
             token = self.bearer_token()
             if token is not None and path not in self.public_paths:
@@ -252,11 +253,11 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.send_json(exc.status, exc.body(), exc.headers)
 
     def _request_id(self) -> str:
-        for name in ("X-Request-Id", "X-Amzn-Trace-Id"):
-            value = self.headers.get(name)
+        for name in ("x-request-id", "x-amzn-trace-id"):
+            value = dict.get(self.headers, name)
             if value and _REQUEST_ID_RE.match(value):
                 return value
-        return uuid.uuid4().hex
+        return os.urandom(16).hex()  # 32 hex digits, as uuid4().hex, without building a UUID
 
     # -- request body ---------------------------------------------------------------
 
@@ -304,29 +305,45 @@ class JsonHandler(BaseHTTPRequestHandler):
         its length). ``headers`` may replace the default ``Cache-Control: no-store``."""
         self.status_sent = status
         omit = self.command == "HEAD" or status == 304
-        self.wfile.write(self._head(status, content_type, len(body), headers) + (b"" if omit else body))
+        self._write(self._head(status, content_type, len(body), headers) + (b"" if omit else body))
+
+    def _write(self, data: bytes) -> None:
+        """Write in one call. Holding a slot of the CPU gate, write only what the socket takes
+        at once; if a client is slow to read, give the slot up before waiting on it. (The
+        socket has a timeout, so its descriptor is non-blocking: os.write never waits, where
+        socket.send would first wait for room, for as long as the timeout.)"""
+        sent = 0
+        if cpugate.holding():
+            try:
+                sent = os.write(self.connection.fileno(), data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent == len(data):
+                return
+            cpugate.leave_if_held()
+        self.wfile.write(data[sent:])
 
     def _head(self, status: int, content_type: str, length: int | None,
               headers: Mapping[str, str] | None = None) -> bytes:
-        phrase = _phrase(status, "")
-        extra = dict(headers or {})
-        lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {_http_date()}",
-                 f"Content-Type: {content_type}", f"Cache-Control: {extra.pop('Cache-Control', 'no-store')}"]
-        if length is None:
-            lines.append("Transfer-Encoding: chunked")
-        else:
-            lines.append(f"Content-Length: {length}")
+        extra = headers or {}
+        framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
         rid = logjson.request_id.get()
-        if rid:
-            lines.append(f"X-Request-Id: {rid}")
-        lines.extend(f"{k}: {v}" for k, v in extra.items())
+        rid_line = f"X-Request-Id: {rid}\r\n" if rid else ""
+        text = (f"HTTP/1.1 {status} {_phrase(status, '')}\r\nDate: {_http_date()}\r\n"
+                f"Content-Type: {content_type}\r\nCache-Control: {extra.get('Cache-Control', 'no-store')}\r\n"
+                f"{framing}\r\n{rid_line}")
+        for name, value in extra.items():
+            if name != "Cache-Control":
+                text += f"{name}: {value}\r\n"
         if self.close_connection:
-            lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            text += "Connection: close\r\n"
+        return (text + "\r\n").encode("latin-1")
 
     def start_chunked(self, status: int, content_type: str) -> None:
-        """Begin a chunked response; follow with ``write_chunk`` and ``end_chunked``."""
+        """Begin a chunked response; follow with ``write_chunk`` and ``end_chunked``. A
+        stream is long: the rest of the request runs without a slot of the CPU gate."""
         self.status_sent = status
+        cpugate.leave_if_held()
         self.wfile.write(self._head(status, content_type, None))
 
     def write_chunk(self, data: bytes) -> None:

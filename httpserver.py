@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from config import Env
+from cpugate import FifoGate, NoGate
 from logjson import log
 
 
@@ -33,6 +34,7 @@ class Limits:
     max_head_bytes: int = 32 * 1024
     head_timeout_seconds: float = 10.0
     max_connections: int = 512
+    cpu_slots: int = 2
 
     @classmethod
     def from_env(cls, env: Env) -> Limits:
@@ -41,28 +43,32 @@ class Limits:
             max_head_bytes=env.integer("MAX_HEADER_BYTES", cls.max_head_bytes, minimum=1024),
             head_timeout_seconds=env.number("REQUEST_HEAD_TIMEOUT_SECONDS", cls.head_timeout_seconds, 0.1),
             max_connections=env.integer("MAX_CONNECTIONS", cls.max_connections, minimum=1),
+            cpu_slots=env.integer("CPU_SLOTS", cls.cpu_slots, minimum=0),
         )
 
 
 class ActiveRequests:
-    """Counts requests in progress so a shutdown can wait for them to finish."""
+    """Counts requests in progress so a shutdown can wait for them to finish. Entering and
+    leaving take no lock (list append and pop are atomic): every request does both, and a
+    lock here makes requests queue behind one another; only the rare waiter polls."""
 
     def __init__(self) -> None:
-        self._count = 0
-        self._cond = threading.Condition()
+        self._marks: list[None] = []
 
     def enter(self) -> None:
-        with self._cond:
-            self._count += 1
+        self._marks.append(None)
 
     def leave(self) -> None:
-        with self._cond:
-            self._count -= 1
-            self._cond.notify_all()
+        self._marks.pop()
 
     def wait_idle(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._count == 0, timeout)
+        """True once no request is in progress; False if some still are after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while self._marks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
 
 class Server(ThreadingHTTPServer):
@@ -81,6 +87,8 @@ class Server(ThreadingHTTPServer):
         self.app = app
         self.limits = limits
         self.active = ActiveRequests()
+        # Requests compute in arrival order, at most cpu_slots at once (cpugate); 0: no gate.
+        self.gate: FifoGate | NoGate = FifoGate(limits.cpu_slots) if limits.cpu_slots else NoGate()
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(limits.max_connections)
         self._refused = _RefusalLog()

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import cpugate
 import httpserver
 import logjson
 import scene
@@ -132,6 +133,7 @@ def process(h: WorkerHandler) -> tuple[int, dict[str, Any]] | None:
                         {"Retry-After": "1"})
     try:
         log.info("job started", seed=payload["seed"], style=payload["style"])
+        cpugate.leave_if_held()  # the work takes seconds: it must not hold a slot of the CPU gate
         started = time.monotonic()
         events = worker.run(job_id, payload)
         if NDJSON in (h.headers.get("Accept") or ""):

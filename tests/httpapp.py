@@ -57,6 +57,11 @@ def nodelay(h):
 DOC_ETAG = '"doc-v1"'
 
 
+def big(h):
+    """A 1 MB answer: a few fill any socket buffer of a client that does not read."""
+    return 200, {"big": "x" * 1_000_000}
+
+
 def cached_doc(h):
     """A pre-encoded body that clients may cache and revalidate (``If-None-Match``)."""
     status = 304 if h.headers.get("If-None-Match") == DOC_ETAG else 200
@@ -66,6 +71,7 @@ def cached_doc(h):
 class AppHandler(JsonHandler):
     router = Router({
         ("GET", "/hello"): hello,
+        ("GET", "/big"): big,
         ("HEAD", "/hello"): hello,
         ("POST", "/echo"): echo,
         ("GET", "/items/{item_id}"): item,
@@ -80,23 +86,10 @@ class AppHandler(JsonHandler):
     })
     error_map = {Gone: lambda exc: HTTPError(410, "gone", str(exc))}
 
-    def setup(self) -> None:
-        super().setup()
-        self.wfile = RecordingWriter(self.wfile, self.server.app.writes)
-
-
-class RecordingWriter:
-    """Wraps the handler's wfile and records each ``write`` call's bytes."""
-
-    def __init__(self, raw, writes: list[bytes]):
-        self._raw, self._writes = raw, writes
-
-    def write(self, data: bytes) -> int:
-        self._writes.append(bytes(data))
-        return self._raw.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._raw, name)
+    def _write(self, data: bytes) -> None:
+        """Every response leaves through here: record each call's bytes."""
+        self.server.app.writes.append(bytes(data))
+        super()._write(data)
 
 
 SMALL_BODIES = Limits(max_body_bytes=64)

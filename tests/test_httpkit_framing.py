@@ -191,3 +191,20 @@ def test_a_stopping_server_answers_503_and_closes_a_keep_alive_connection():
     assert b"\r\nConnection: close" in head and b"\r\nRetry-After: 1" in head
     assert json.loads(body) == {"error": {"code": "shutting_down",
                                           "message": "this server is shutting down; retry on a new connection"}}
+
+
+def test_a_client_that_stops_reading_does_not_hold_up_the_others():
+    """With one CPU slot, a handler blocked writing to a client that reads nothing must
+    give its slot up: pipelined requests pile answers into the socket until it is full."""
+    with serving_app(Limits(cpu_slots=1)) as srv:
+        port = srv.server_address[1]
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", port))
+            stalled.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n" * 40)  # 40 MB of answers, never read
+            wait_until(lambda: srv.active._marks, 10, "the stalled client's handler blocked on its write")
+            ex = RawExchange(port, b"GET /items/5 HTTP/1.1\r\nHost: t\r\n\r\n")
+            try:
+                assert (ex.status, ex.body) == (200, b'{"item":"5"}')
+            finally:
+                ex.close()
