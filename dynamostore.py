@@ -12,10 +12,12 @@ Run ``python dynamostore.py create-table`` to create the table named by
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
@@ -26,11 +28,13 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ConnectionEr
 
 import cpugate
 from logjson import iso_utc
-from store import (ACTIVE_STATES, DEFAULT_TTL_SECONDS, JobExists, JobNotFound, JobState, LeaseLost, StoreError,
-                   StoreMisconfigured, StoreUnavailable, allowed_from, check_transition, running_progress)
+from store import (ACTIVE_STATES, CANCELED_ERROR, DEFAULT_TTL_SECONDS, JobExists, JobNotFound, JobState, LeaseLost,
+                   StoreError, StoreMisconfigured, StoreUnavailable, allowed_from, check_transition, later_stamp,
+                   running_progress)
 
 DEFAULT_TABLE_NAME = "ghost-engine-jobs-dev"
 ACTIVE_INDEX = "active-by-lease"
+_STAMPS_KEPT = 10_000
 ACTIVE_SHARD = "active"
 DEFAULT_REGION = "us-east-1"
 # total_max_attempts counts the first try (botocore's "max_attempts" would count retries only).
@@ -100,11 +104,12 @@ def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
-def _request(client: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
-    """One DynamoDB request (botocore retries it). Outages and throttling that outlast the
+def _request(client: Any, operation: str, table: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """One DynamoDB request (botocore retries it) on ``table`` (the ``TableName`` argument,
+    unless the operation names tables otherwise). Outages and throttling that outlast the
     retries become ``StoreUnavailable``, a missing table ``StoreMisconfigured``; both name
     the table and the cause."""
-    table = kwargs["TableName"]
+    table = table or kwargs["TableName"]
     try:
         return getattr(client, operation)(**kwargs)
     except ClientError as exc:
@@ -151,7 +156,7 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
         "error": text.get("error"), "createdAt": text["createdAt"], "updatedAt": text["updatedAt"],
         "input": job_input,
         "attempts": int(num["attempts"]), "owner": text.get("owner"),
-        "leaseExpiresAt": int(lease) if lease is not None else None,
+        "leaseExpiresAt": int(lease) if lease is not None else None, "requestHash": text.get("requestHash"),
     }
 
 
@@ -162,6 +167,9 @@ class _ConditionFailed(Exception):
     def __init__(self, current: dict[str, Any] | None):
         super().__init__("condition failed")
         self.current = current
+
+
+_OWNED_RUNNING = "#owner = :owner AND #state = :running"
 
 
 def _require_owner(job_id: str, owner: str, current: dict[str, Any] | None) -> dict[str, Any]:
@@ -184,29 +192,54 @@ class DynamoStore:
         self.ttl_seconds = ttl_seconds
         self._client = client or make_client()
         self._clock = clock
+        # The last updatedAt this store wrote for recent jobs: a claim in the creation's
+        # millisecond (the usual case) stamps one later at once instead of retrying.
+        self._stamps: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._stamps_lock = threading.Lock()
+
+    def _stamped(self, job: dict[str, Any]) -> dict[str, Any]:
+        with self._stamps_lock:
+            self._stamps[job["jobId"]] = job["updatedAt"]
+            self._stamps.move_to_end(job["jobId"])
+            if len(self._stamps) > _STAMPS_KEPT:
+                self._stamps.popitem(last=False)
+        return job
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         with cpugate.released():  # a request thread waits for DynamoDB without a CPU slot
             return _request(self._client, operation, TableName=self.table_name, **kwargs)
 
-    def _update(self, job_id: str, update: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _update(self, job_id: str, update: str, condition: str, values: dict[str, Any],
+                now: float | None = None) -> dict[str, Any]:
         """A conditional UpdateItem; returns the new job or raises ``_ConditionFailed``.
-        ``#name`` stands for attribute ``name`` (several of ours are reserved words)."""
+        ``#name`` stands for attribute ``name`` (several of ours are reserved words). With
+        ``now``, the update stamps ``#updatedAt = :now`` and only if that is later than the
+        stored one: when another write took the same millisecond, it goes again one
+        millisecond later (``store.later_stamp``), so ``updatedAt`` strictly increases."""
+        if now is not None:
+            condition = f"({condition}) AND #updatedAt < :now"
+            values = {**values, ":now": {"S": later_stamp(now, self._stamps.get(job_id))}}
         names = {f"#{n}": n for n in re.findall(r"#(\w+)", f"{update} {condition}")}
-        try:
-            out = self._call("update_item", Key={"jobId": {"S": job_id}}, UpdateExpression=update,
-                             ConditionExpression=condition, ExpressionAttributeNames=names,
-                             ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
-                             ReturnValuesOnConditionCheckFailure="ALL_OLD")
-        except ClientError as exc:
-            if _code(exc) != CONDITION_FAILED:
-                raise
-            # DynamoDB and moto send the old item; a server without that feature costs a read.
-            old = exc.response.get("Item")
-            raise _ConditionFailed(_from_item(old) if old else self.get(job_id)) from None
-        return _from_item(out["Attributes"])
+        for _ in range(3):
+            try:
+                out = self._call("update_item", Key={"jobId": {"S": job_id}}, UpdateExpression=update,
+                                 ConditionExpression=condition, ExpressionAttributeNames=names,
+                                 ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
+                                 ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                return self._stamped(_from_item(out["Attributes"]))
+            except ClientError as exc:
+                if _code(exc) != CONDITION_FAILED:
+                    raise
+                # DynamoDB and moto send the old item; a server without that feature costs a read.
+                old = exc.response.get("Item")
+                current = _from_item(old) if old else self.get(job_id)
+            if now is None or current is None or current["updatedAt"] < values[":now"]["S"]:
+                raise _ConditionFailed(current)
+            values = {**values, ":now": {"S": later_stamp(now, current["updatedAt"])}}
+        raise _ConditionFailed(current)
 
-    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int) -> dict[str, Any]:
+    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int,
+               request_hash: str | None = None) -> dict[str, Any]:
         now = self._clock()
         stamp = iso_utc(now)
         item = {
@@ -219,13 +252,17 @@ class DynamoStore:
             value = job_input.get(key)
             if value is not None:
                 item[key] = {"N": str(int(value))} if key == "seed" else {"S": str(value)}
+        if request_hash is not None:
+            item["requestHash"] = {"S": request_hash}
         try:
-            self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(jobId)")
+            self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(jobId)",
+                       ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as exc:
             if _code(exc) == CONDITION_FAILED:
-                raise JobExists(job_id) from exc
+                old = exc.response.get("Item")
+                raise JobExists(job_id, _from_item(old) if old else self.get(job_id)) from exc
             raise
-        return _from_item(item)
+        return self._stamped(_from_item(item))
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         out = self._call("get_item", Key={"jobId": {"S": job_id}}, ConsistentRead=True)
@@ -241,35 +278,38 @@ class DynamoStore:
                 " #leaseExpiresAt = :lease, #updatedAt = :now",
                 f"{states} AND (#owner = :owner OR #leaseExpiresAt <= :nowms)",
                 {**state_values, **_values(running=JobState.RUNNING.value, owner=owner, one=1,
-                                           lease=int(now * 1000) + lease_ms, now=iso_utc(now),
-                                           nowms=int(now * 1000))})
+                                           lease=int(now * 1000) + lease_ms, nowms=int(now * 1000))}, now)
         except _ConditionFailed:
             return None
 
     def heartbeat(self, job_id: str, owner: str, progress: float, lease_ms: int) -> None:
         now = self._clock()
         values = _values(owner=owner, running=JobState.RUNNING.value, lease=int(now * 1000) + lease_ms,
-                         now=iso_utc(now), progress=running_progress(progress))
-        owned = "#owner = :owner AND #state = :running"
+                         progress=running_progress(progress))
         try:
             self._update(job_id, "SET #progress = :progress, #leaseExpiresAt = :lease, #updatedAt = :now",
-                         f"{owned} AND #progress <= :progress", values)
+                         f"{_OWNED_RUNNING} AND #progress < :progress", values, now)
             return
         except _ConditionFailed as failed:
             if _require_owner(job_id, owner, failed.current)["state"] != JobState.RUNNING.value:
                 raise LeaseLost(job_id, owner) from None
-        # The stored progress is higher (an earlier run got further): keep it, extend the lease.
-        del values[":progress"]
+        # The stored progress is as high or higher (an earlier run got further): nothing
+        # visible changes; extend the lease only.
+        self.renew(job_id, owner, lease_ms)
+
+    def renew(self, job_id: str, owner: str, lease_ms: int) -> None:
+        values = _values(owner=owner, running=JobState.RUNNING.value, lease=int(self._clock() * 1000) + lease_ms)
         try:
-            self._update(job_id, "SET #leaseExpiresAt = :lease, #updatedAt = :now", owned, values)
-        except _ConditionFailed:
+            self._update(job_id, "SET #leaseExpiresAt = :lease", _OWNED_RUNNING, values)
+        except _ConditionFailed as failed:
+            _require_owner(job_id, owner, failed.current)
             raise LeaseLost(job_id, owner) from None
 
     def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
                error: str | None = None) -> dict[str, Any]:
         now = self._clock()
         states, values = _states("from", allowed_from(state))
-        values.update(_values(to=state.value, now=iso_utc(now), ttl=int(now) + self.ttl_seconds, owner=owner))
+        values.update(_values(to=state.value, ttl=int(now) + self.ttl_seconds, owner=owner))
         sets = ["#state = :to", "#updatedAt = :now", "#ttl = :ttl"]
         if state is JobState.DONE:
             sets.append("#progress = :one")
@@ -282,12 +322,40 @@ class DynamoStore:
             values.update(_values(error=error))
         try:
             return self._update(job_id, f"SET {', '.join(sets)} REMOVE #activeShard, #leaseExpiresAt",
-                                f"{states} AND #owner = :owner", values)
+                                f"{states} AND #owner = :owner", values, now)
         except _ConditionFailed as failed:
             if failed.current is None:
                 raise JobNotFound(job_id) from None
             check_transition(job_id, failed.current["state"], state)
             raise LeaseLost(job_id, owner) from None
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        now = self._clock()
+        states, values = _states("from", allowed_from(JobState.CANCELED))
+        values.update(_values(to=JobState.CANCELED.value, ttl=int(now) + self.ttl_seconds, error=CANCELED_ERROR))
+        try:
+            return self._update(job_id, "SET #state = :to, #error = :error, #updatedAt = :now, #ttl = :ttl"
+                                " REMOVE #activeShard, #leaseExpiresAt", states, values, now)
+        except _ConditionFailed as failed:
+            if failed.current is None:
+                raise JobNotFound(job_id) from None
+            check_transition(job_id, failed.current["state"], JobState.CANCELED)
+            raise StoreUnavailable(f"job {job_id} kept changing while being canceled; try again") from None
+
+    def states(self, job_ids: list[str]) -> dict[str, str]:
+        """One BatchGetItem per 100 jobs, projecting the state only."""
+        found: dict[str, str] = {}
+        for start in range(0, len(job_ids), 100):
+            keys: list[dict[str, Any]] = [{"jobId": {"S": job_id}} for job_id in job_ids[start:start + 100]]
+            while keys:
+                request = {self.table_name: {"Keys": keys, "ProjectionExpression": "jobId, #state",
+                                             "ExpressionAttributeNames": {"#state": "state"}}}
+                with cpugate.released():
+                    out = _request(self._client, "batch_get_item", self.table_name, RequestItems=request)
+                for item in out.get("Responses", {}).get(self.table_name, []):
+                    found[item["jobId"]["S"]] = item["state"]["S"]
+                keys = out.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+        return found
 
     def release(self, job_id: str, owner: str) -> None:
         states, values = _states("active", ACTIVE_STATES)

@@ -16,6 +16,7 @@ This module knows nothing of DynamoDB; ``orchestrator.build`` picks the backend.
 from __future__ import annotations
 
 import collections
+import datetime
 import enum
 import json
 import threading
@@ -36,23 +37,42 @@ class JobState(str, enum.Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELED = "canceled"
 
 
 # The one state-transition table. running -> running is a new claim of a job whose
-# owner's lease expired (crash recovery); progress updates do not change state.
+# owner's lease expired (crash recovery); progress updates do not change state. A client may
+# cancel a job until it ends.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED}),
-    JobState.RUNNING: frozenset({JobState.RUNNING, JobState.DONE, JobState.FAILED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELED}),
+    JobState.RUNNING: frozenset({JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.CANCELED}),
     JobState.DONE: frozenset(),
     JobState.FAILED: frozenset(),
+    JobState.CANCELED: frozenset(),
 }
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+TERMINAL_STATES = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+CANCELED_ERROR = "canceled by client"
 RUNNING_PROGRESS_CAP = 0.99  # 1.0 is reserved for done
 
 
 def running_progress(reported: float) -> float:
     """A reported progress as a running job may record it: within [0, 0.99]."""
     return min(max(float(reported), 0.0), RUNNING_PROGRESS_CAP)
+
+
+def later_stamp(now: float, previous: str | None) -> str:
+    """``iso_utc(now)``, or one millisecond after ``previous`` if that is not earlier: a
+    job's ``updatedAt`` strictly increases with every change, so a client waiting for a
+    change (``?since=``) sees every one, even two in one millisecond."""
+    stamp = iso_utc(now)
+    if previous is None or stamp > previous:
+        return stamp
+    return iso_utc(_epoch(previous) + 0.001)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def allowed_from(to_state: JobState) -> frozenset[JobState]:
@@ -71,9 +91,11 @@ class JobNotFound(StoreError):
 
 
 class JobExists(StoreError):
-    def __init__(self, job_id: str):
+    """``current`` is the job that exists (None if the backend could not say)."""
+
+    def __init__(self, job_id: str, current: dict[str, Any] | None = None):
         super().__init__(f"job {job_id} already exists")
-        self.job_id = job_id
+        self.job_id, self.current = job_id, current
 
 
 class IllegalTransition(StoreError):
@@ -112,15 +134,20 @@ def check_transition(job_id: str, from_state: str, to_state: JobState) -> None:
 class JobStore(Protocol):
     """What the orchestrator needs from job state. Jobs are plain dicts with the keys
     ``jobId state progress result error createdAt updatedAt input attempts owner
-    leaseExpiresAt`` (``input`` is ``{"prompt", "seed", "style"}``; ``leaseExpiresAt``
-    is epoch milliseconds). Returned dicts are the caller's to keep."""
+    leaseExpiresAt requestHash`` (``input`` is ``{"prompt", "seed", "style"}``;
+    ``leaseExpiresAt`` is epoch milliseconds; ``requestHash`` identifies the request that
+    created a job under an idempotency key, else None). Returned dicts are the caller's to
+    keep. ``updatedAt`` strictly increases with every visible change (state, progress), and
+    only then: renewing a lease is not a change (``later_stamp``)."""
 
     shared: bool
     """True when other orchestrator processes see the same jobs, so a job handed back here
     is taken by another replica; False when handing back would drop it."""
 
-    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int) -> dict[str, Any]:
-        """Create a ``queued`` job owned by ``owner`` for ``lease_ms``. Raises ``JobExists``."""
+    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int,
+               request_hash: str | None = None) -> dict[str, Any]:
+        """Create a ``queued`` job owned by ``owner`` for ``lease_ms``. Raises ``JobExists``
+        carrying the job that exists."""
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The job, read strongly consistently, or None."""
@@ -133,9 +160,22 @@ class JobStore(Protocol):
         claimable (finished, or live under another owner, or absent)."""
 
     def heartbeat(self, job_id: str, owner: str, progress: float, lease_ms: int) -> None:
-        """Record ``running_progress(progress)`` unless the stored progress is higher
-        (progress never decreases), and extend the lease. Raises ``LeaseLost`` unless the
-        job is running under ``owner``."""
+        """Record ``running_progress(progress)`` if it is higher than the stored progress
+        (progress never decreases; only a rise changes ``updatedAt``), and extend the lease.
+        Raises ``LeaseLost`` unless the job is running under ``owner``."""
+
+    def renew(self, job_id: str, owner: str, lease_ms: int) -> None:
+        """Extend the lease only (no visible change). Raises ``LeaseLost`` unless the job is
+        running under ``owner``."""
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Move a queued or running job to ``canceled`` (whoever owns it; ``progress`` kept,
+        ``error`` = ``CANCELED_ERROR``). Raises ``JobNotFound``, or ``IllegalTransition`` if
+        the job already ended."""
+
+    def states(self, job_ids: list[str]) -> dict[str, str]:
+        """The state of each of these jobs that exists (eventually consistent: a change may
+        show up to a second late). For the lease keeper's watch for remote cancels."""
 
     def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
                error: str | None = None) -> dict[str, Any]:
@@ -179,17 +219,18 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int) -> dict[str, Any]:
+    def create(self, job_id: str, job_input: dict[str, Any], owner: str, lease_ms: int,
+               request_hash: str | None = None) -> dict[str, Any]:
         now = self._clock()
         job = {
             "jobId": job_id, "state": JobState.QUEUED.value, "progress": 0.0,
             "result": None, "error": None, "createdAt": iso_utc(now), "updatedAt": iso_utc(now),
             "input": dict(job_input), "attempts": 0, "owner": owner,
-            "leaseExpiresAt": int(now * 1000) + lease_ms,
+            "leaseExpiresAt": int(now * 1000) + lease_ms, "requestHash": request_hash,
         }
         with self._lock:
             if job_id in self._jobs:
-                raise JobExists(job_id)
+                raise JobExists(job_id, _copy(self._jobs[job_id]))
             self._make_room()
             self._jobs[job_id] = job
             return _copy(job)
@@ -214,7 +255,7 @@ class MemoryStore:
                 return None
             check_transition(job_id, job["state"], JobState.RUNNING)
             job.update(state=JobState.RUNNING.value, owner=owner, attempts=job["attempts"] + 1,
-                       leaseExpiresAt=int(now * 1000) + lease_ms, updatedAt=iso_utc(now))
+                       leaseExpiresAt=int(now * 1000) + lease_ms, updatedAt=later_stamp(now, job["updatedAt"]))
             return _copy(job)
 
     def _owned(self, job_id: str, owner: str) -> dict[str, Any]:
@@ -228,11 +269,21 @@ class MemoryStore:
     def heartbeat(self, job_id: str, owner: str, progress: float, lease_ms: int) -> None:
         now = self._clock()
         with self._lock:
-            job = self._owned(job_id, owner)
-            if job["state"] != JobState.RUNNING.value:
-                raise LeaseLost(job_id, owner)
-            job.update(progress=max(job["progress"], running_progress(progress)), updatedAt=iso_utc(now),
-                       leaseExpiresAt=int(now * 1000) + lease_ms)
+            job = self._running(job_id, owner)
+            job["leaseExpiresAt"] = int(now * 1000) + lease_ms
+            if running_progress(progress) > job["progress"]:
+                job.update(progress=running_progress(progress), updatedAt=later_stamp(now, job["updatedAt"]))
+
+    def renew(self, job_id: str, owner: str, lease_ms: int) -> None:
+        now = self._clock()
+        with self._lock:
+            self._running(job_id, owner)["leaseExpiresAt"] = int(now * 1000) + lease_ms
+
+    def _running(self, job_id: str, owner: str) -> dict[str, Any]:
+        job = self._owned(job_id, owner)
+        if job["state"] != JobState.RUNNING.value:
+            raise LeaseLost(job_id, owner)
+        return job
 
     def finish(self, job_id: str, owner: str, state: JobState, *, result: dict | None = None,
                error: str | None = None) -> dict[str, Any]:
@@ -244,13 +295,28 @@ class MemoryStore:
             check_transition(job_id, job["state"], state)
             if job["owner"] != owner:
                 raise LeaseLost(job_id, owner)
-            job.update(state=state.value, updatedAt=iso_utc(now), leaseExpiresAt=None)
+            job.update(state=state.value, updatedAt=later_stamp(now, job["updatedAt"]), leaseExpiresAt=None)
             if state is JobState.DONE:
                 job.update(progress=1.0, result=json.dumps(result))  # a private copy, as in DynamoDB
             else:
                 job.update(error=error)
             self._finished.append(job_id)
             return _copy(job)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        now = self._clock()
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            check_transition(job_id, job["state"], JobState.CANCELED)
+            job.update(state=JobState.CANCELED.value, error=CANCELED_ERROR, leaseExpiresAt=None,
+                       updatedAt=later_stamp(now, job["updatedAt"]))
+            self._finished.append(job_id)
+            return _copy(job)
+
+    def states(self, job_ids: list[str]) -> dict[str, str]:
+        return {job_id: job["state"] for job_id in job_ids if (job := self._jobs.get(job_id)) is not None}
 
     def release(self, job_id: str, owner: str) -> None:
         with self._lock:

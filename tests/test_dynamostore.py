@@ -111,7 +111,8 @@ def _every_operation(store: dynamostore.DynamoStore) -> list:
     return [lambda: store.create("j", JOB_INPUT, "o", 1000), lambda: store.get("j"),
             lambda: store.claim("j", "o", 1000), lambda: store.heartbeat("j", "o", 0.5, 1000),
             lambda: store.finish("j", "o", JobState.DONE, result={}), lambda: store.release("j", "o"),
-            lambda: store.expired(10), store.check]
+            lambda: store.expired(10), store.check, lambda: store.renew("j", "o", 1000),
+            lambda: store.cancel("j"), lambda: store.states(["j"])]
 
 
 def _attempts(client: Any) -> list[int]:
@@ -165,7 +166,7 @@ def test_every_unavailable_code_from_every_operation_is_store_unavailable(status
         for operation in _every_operation(store):
             with pytest.raises(StoreUnavailable, match=f"^DynamoDB table jobs-x: {code}: injected by the test$"):
                 operation()
-        assert server.requests == 8
+        assert server.requests == 11
     finally:
         server.close()
 
@@ -309,14 +310,14 @@ def test_a_job_costs_literal_request_counts_and_iam_grants_exactly_those_operati
     sent = {op for op, _ in rec.calls}
     assert sent <= {"GetItem", "PutItem", "UpdateItem", "Query"}
     everything = _record_every_operation(moto_server, monkeypatch)
-    assert everything == {"GetItem", "PutItem", "UpdateItem", "Query"}
+    assert everything == {"GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"}
     assert _iam_dynamodb_actions() == everything
 
 
 def _record_every_operation(moto_server, monkeypatch) -> set[str]:
-    """The operation names one full job life sends: create, claim, heartbeat, finish, get,
-    release, expired; asserting on the way that every write is conditional and every
-    read strongly consistent."""
+    """The operation names the store sends over jobs' lives: create, claim, heartbeat, renew,
+    finish, cancel, get, release, expired, states; asserting on the way that every write is
+    conditional and every single read strongly consistent."""
     name, client = _table(moto_server, monkeypatch)
     store = dynamostore.DynamoStore(name, client=client)
     rec = Recorder(client)
@@ -326,8 +327,12 @@ def _record_every_operation(moto_server, monkeypatch) -> set[str]:
     store.release("job-1", "orch-a")
     store.expired(10)
     store.claim("job-1", "orch-a", 30_000)
+    store.renew("job-1", "orch-a", 30_000)
+    store.states(["job-1"])
     store.finish("job-1", "orch-a", JobState.DONE, result={})
     store.get("job-1")
+    store.create("job-2", JOB_INPUT, "orch-a", 30_000)
+    store.cancel("job-2")
     for op, params in rec.calls:
         if op in ("PutItem", "UpdateItem"):
             assert params["ConditionExpression"], op

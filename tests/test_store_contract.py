@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 import dynamostore
-from dynalite_server import INSTALL_HINT, DynaliteServer, ensure_dynalite
 from polling import wait_until
 from store import IllegalTransition, JobExists, JobNotFound, JobState, JobStore, LeaseLost, MemoryStore
 
@@ -42,16 +41,6 @@ class Backend:
     name: str
     clock: FakeClock
     open: Callable[[], JobStore]  # another handle on the same jobs: one orchestrator replica
-
-
-@pytest.fixture(scope="session")
-def dynalite_server():
-    executable = ensure_dynalite()
-    if executable is None:
-        pytest.skip(INSTALL_HINT)
-    server = DynaliteServer(executable)
-    yield server
-    server.stop()
 
 
 def _wait_active(client: Any, name: str) -> None:
@@ -105,7 +94,7 @@ def _queued(job_id: str = "job-1", owner: str = "orch-a") -> dict[str, Any]:
         "jobId": job_id, "state": "queued", "progress": 0.0, "result": None, "error": None,
         "createdAt": "2027-01-15T08:00:00.000Z", "updatedAt": "2027-01-15T08:00:00.000Z",
         "input": {"prompt": "a lighthouse at dusk", "seed": 42, "style": "watercolor"},
-        "attempts": 0, "owner": owner, "leaseExpiresAt": 1_800_000_030_000,
+        "attempts": 0, "owner": owner, "leaseExpiresAt": 1_800_000_030_000, "requestHash": None,
     }
 
 
@@ -198,6 +187,7 @@ def test_claim_of_finished_or_unknown_job_returns_none(backend):
 # --- heartbeat ------------------------------------------------------------------------
 
 def test_heartbeat_records_progress_never_lower_and_extends_the_lease(backend):
+    """A lower report changes nothing a client sees: updatedAt stays (waiters stay asleep)."""
     store = _running(backend)
     backend.clock.advance(5)
     store.heartbeat("job-1", "orch-a", 0.5, LEASE_MS)
@@ -205,7 +195,7 @@ def test_heartbeat_records_progress_never_lower_and_extends_the_lease(backend):
     store.heartbeat("job-1", "orch-a", 0.25, LEASE_MS)
     job = store.get("job-1")
     assert (job["progress"], job["leaseExpiresAt"], job["updatedAt"]) == (
-        0.5, 1_800_000_040_000, "2027-01-15T08:00:10.000Z")
+        0.5, 1_800_000_040_000, "2027-01-15T08:00:05.000Z")
     backend.clock.advance(1)
     store.heartbeat("job-1", "orch-a", 0.75, LEASE_MS)
     assert store.get("job-1")["progress"] == 0.75
@@ -262,6 +252,107 @@ def test_heartbeat_on_queued_or_finished_job_raises_lease_lost(backend):
 def test_heartbeat_on_unknown_job_raises_job_not_found(backend):
     with pytest.raises(JobNotFound):
         backend.open().heartbeat("no-such-job", "orch-a", 0.1, LEASE_MS)
+
+
+def test_renew_extends_the_lease_and_changes_nothing_a_client_sees(backend):
+    store = _running(backend)
+    before = store.get("job-1")
+    backend.clock.advance(7)
+    store.renew("job-1", "orch-a", LEASE_MS)
+    after = store.get("job-1")
+    assert after == {**before, "leaseExpiresAt": 1_800_000_037_000}
+
+
+def test_renew_by_a_non_owner_or_of_a_job_not_running_raises_lease_lost(backend):
+    store = _running(backend)
+    with pytest.raises(LeaseLost):
+        store.renew("job-1", "orch-b", LEASE_MS)
+    store.create("job-q", JOB_INPUT, "orch-a", LEASE_MS)
+    with pytest.raises(LeaseLost):
+        store.renew("job-q", "orch-a", LEASE_MS)
+    with pytest.raises(JobNotFound):
+        store.renew("no-such-job", "orch-a", LEASE_MS)
+
+
+def test_updated_at_strictly_increases_even_for_changes_in_one_millisecond(backend):
+    """The clock does not move: each visible change still gets a later updatedAt."""
+    store = _running(backend)
+    stamps = [store.get("job-1")["updatedAt"]]
+    for progress in (0.1, 0.2, 0.3):
+        store.heartbeat("job-1", "orch-a", progress, LEASE_MS)
+        stamps.append(store.get("job-1")["updatedAt"])
+    stamps.append(store.finish("job-1", "orch-a", JobState.DONE, result={})["updatedAt"])
+    assert stamps == ["2027-01-15T08:00:00.001Z", "2027-01-15T08:00:00.002Z", "2027-01-15T08:00:00.003Z",
+                      "2027-01-15T08:00:00.004Z", "2027-01-15T08:00:00.005Z"]
+
+
+# --- cancel ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("state", ["queued", "running"])
+def test_cancel_ends_a_queued_or_running_job_keeping_its_progress(backend, state):
+    store = backend.open()
+    store.create("job-1", JOB_INPUT, "orch-a", LEASE_MS)
+    if state == "running":
+        store.claim("job-1", "orch-a", LEASE_MS)
+        store.heartbeat("job-1", "orch-a", 0.4, LEASE_MS)
+    backend.clock.advance(2)
+    job = backend.open().cancel("job-1")  # any replica: no owner needed
+    assert (job["state"], job["progress"], job["error"], job["leaseExpiresAt"], job["updatedAt"]) == (
+        "canceled", 0.4 if state == "running" else 0.0, "canceled by client", None, "2027-01-15T08:00:02.000Z")
+    assert store.get("job-1") == job
+    assert store.expired(10) == []  # out of the active index
+
+
+def test_a_canceled_run_can_neither_heartbeat_nor_finish_nor_be_claimed(backend):
+    store = _running(backend)
+    store.cancel("job-1")
+    with pytest.raises(LeaseLost):
+        store.heartbeat("job-1", "orch-a", 0.9, LEASE_MS)
+    with pytest.raises(LeaseLost):
+        store.renew("job-1", "orch-a", LEASE_MS)
+    with pytest.raises(IllegalTransition) as info:
+        store.finish("job-1", "orch-a", JobState.DONE, result={})
+    assert (info.value.from_state, info.value.to_state) == ("canceled", "done")
+    assert store.claim("job-1", "orch-b", LEASE_MS) is None
+    assert store.get("job-1")["state"] == "canceled"
+
+
+@pytest.mark.parametrize("ended", ["done", "failed", "canceled"])
+def test_cancel_of_an_ended_job_raises_illegal_transition_naming_its_state(backend, ended):
+    store = _running(backend)
+    if ended == "canceled":
+        store.cancel("job-1")
+    else:
+        store.finish("job-1", "orch-a", JobState(ended), result={}, error="boom")
+    before = store.get("job-1")
+    with pytest.raises(IllegalTransition) as info:
+        store.cancel("job-1")
+    assert (info.value.job_id, info.value.from_state, info.value.to_state) == ("job-1", ended, "canceled")
+    assert store.get("job-1") == before
+
+
+def test_cancel_of_an_unknown_job_raises_job_not_found(backend):
+    with pytest.raises(JobNotFound):
+        backend.open().cancel("no-such-job")
+
+
+def test_states_reads_the_state_of_each_existing_job(backend):
+    store = _running(backend, "job-r")
+    store.create("job-q", JOB_INPUT, "orch-a", LEASE_MS)
+    store.create("job-c", JOB_INPUT, "orch-a", LEASE_MS)
+    store.cancel("job-c")
+    assert store.states(["job-r", "job-q", "job-c", "no-such-job"]) == {
+        "job-r": "running", "job-q": "queued", "job-c": "canceled"}
+    assert store.states([]) == {}
+
+
+def test_create_keeps_the_request_hash_and_a_second_create_gets_the_existing_job(backend):
+    store = backend.open()
+    first = store.create("job-1", JOB_INPUT, "orch-a", LEASE_MS, request_hash="abc123")
+    assert first["requestHash"] == "abc123"
+    with pytest.raises(JobExists) as info:
+        backend.open().create("job-1", {**JOB_INPUT, "seed": 7}, "orch-b", LEASE_MS, request_hash="other")
+    assert info.value.current == first
 
 
 # --- finish ---------------------------------------------------------------------------
@@ -413,3 +504,27 @@ def test_racing_finishes_of_one_job_have_exactly_one_winner(race_backend):
     losers = [o for o in outcomes if isinstance(o, IllegalTransition)]
     assert (len(winners), len(losers)) == (1, RACERS - 1), outcomes
     assert backend.open().get("job-1") == winners[0]
+
+
+def test_racing_cancels_of_one_job_have_exactly_one_winner(race_backend):
+    backend = race_backend
+    _running(backend)
+    outcomes = _race(backend, lambda s, i: s.cancel("job-1"))
+    winners = [o for o in outcomes if isinstance(o, dict)]
+    losers = [o for o in outcomes if isinstance(o, IllegalTransition)]
+    assert (len(winners), len(losers)) == (1, RACERS - 1), outcomes
+    assert {(o.from_state, o.to_state) for o in losers} == {("canceled", "canceled")}
+
+
+def test_a_cancel_racing_the_finish_leaves_exactly_one_of_them_in_the_store(race_backend):
+    """A late finish from a run that was canceled must not overwrite canceled, nor a cancel
+    overwrite done: whichever write lands first wins, the other is refused."""
+    backend = race_backend
+    _running(backend)
+    outcomes = _race(backend, lambda s, i: s.cancel("job-1") if i % 2 else
+                     s.finish("job-1", "orch-a", JobState.DONE, result={"by": i}))
+    winners = [o for o in outcomes if isinstance(o, dict)]
+    assert len(winners) == 1, outcomes
+    assert all(isinstance(o, IllegalTransition) for o in outcomes if not isinstance(o, dict)), outcomes
+    assert backend.open().get("job-1") == winners[0]
+    assert winners[0]["state"] in ("done", "canceled")

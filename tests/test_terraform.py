@@ -304,7 +304,8 @@ def test_orchestrator_role_may_call_exactly_the_four_dynamodb_operations(stack):
         {"Sid": "ActiveJobsIndex", "Effect": "Allow", "Action": "dynamodb:Query",
          "Resource": f"{TABLE_ARN}/index/active-by-lease"},
         {"Sid": "JobItems", "Effect": "Allow",
-         "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], "Resource": TABLE_ARN},
+         "Action": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+         "Resource": TABLE_ARN},
     ]
 
 

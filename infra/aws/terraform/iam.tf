@@ -60,7 +60,7 @@ resource "aws_iam_role" "task" {
 data "aws_iam_policy_document" "orchestrator_jobs_table" {
   statement {
     sid       = "JobItems"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.this.arn]
   }
 
