@@ -39,7 +39,7 @@ from backoff import Backoff, RetryBudget
 from leases import LeaseKeeper, Run
 from logjson import log
 from loops import BackgroundLoop
-from store import JobNotFound, JobState, JobStore, LeaseLost, StoreError, StoreUnavailable, running_progress
+from store import JobExists, JobNotFound, JobState, JobStore, LeaseLost, StoreError, StoreUnavailable, running_progress
 from workerclient import CallAborted, WorkerBusy, WorkerClient, WorkerError
 
 REAPER_MAX_BACKOFF_SECONDS = 60.0
@@ -67,6 +67,10 @@ class QueueFull(Exception):
     """This orchestrator already holds ``max_queued_jobs`` jobs waiting to run."""
 
 
+class IdempotencyKeyReused(Exception):
+    """An idempotency key came back with another request body."""
+
+
 class RunAbandoned(Exception):
     """The run was stopped (lease lost, or the orchestrator is stopping); see ``Run.abandoned``."""
 
@@ -75,7 +79,7 @@ class Dispatcher:
     """Bounded-concurrency job runner bound to one store and one owner id."""
 
     def __init__(self, store: JobStore, client: WorkerClient, config: DispatchConfig, owner: str,
-                 on_finish: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+                 on_finish: Callable[[dict[str, Any], dict[str, Any] | None], None] | None = None,
                  on_loop_error: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, rng: Callable[[], float] = random.random):
         self.store, self.client, self.config, self.owner = store, client, config, owner
@@ -94,7 +98,7 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._reaper = BackgroundLoop("reaper", self._reap, config.reaper_interval_seconds,
                                       max_backoff=REAPER_MAX_BACKOFF_SECONDS, on_error=on_loop_error)
-        self._keeper = BackgroundLoop("lease-keeper", self.leases.renew_due, self.leases.tick,
+        self._keeper = BackgroundLoop("lease-keeper", self.leases.keep, self.leases.tick,
                                       max_backoff=self.leases.tick, on_error=on_loop_error)
 
     def start(self) -> None:
@@ -108,15 +112,26 @@ class Dispatcher:
     def has_room(self) -> bool:
         return self._queue.qsize() < self.config.max_queued_jobs
 
-    def create(self, job_input: dict[str, Any], request_id: str | None) -> str:
-        """Record a new job as queued under this process's lease, queue it here, and
-        return its id. Raises ``QueueFull`` (nothing recorded) or the store's errors."""
+    def create(self, job_input: dict[str, Any], request_id: str | None, job_id: str | None = None,
+               request_hash: str | None = None) -> tuple[str, bool]:
+        """Record a new job as queued under this process's lease and queue it here:
+        ``(job id, False)``. With ``job_id`` and ``request_hash`` (an idempotent submit):
+        if that job exists already and was created by the same request, ``(job id, True)``
+        and nothing is recorded or queued; by another request, ``IdempotencyKeyReused``.
+        Raises ``QueueFull`` (nothing recorded) or the store's errors."""
         if not self.has_room():
             raise QueueFull(f"{self.config.max_queued_jobs} jobs are waiting to run here")
-        job_id = str(uuid.uuid4())
-        self.store.create(job_id, job_input, self.owner, self.lease_ms)
+        job_id = job_id or str(uuid.uuid4())
+        try:
+            self.store.create(job_id, job_input, self.owner, self.lease_ms, request_hash)
+        except JobExists as exc:
+            if request_hash is None:
+                raise
+            if exc.current is None or exc.current.get("requestHash") != request_hash:
+                raise IdempotencyKeyReused(f"job {job_id} was created by another request") from None
+            return job_id, True
         self.submit(job_id, request_id)
-        return job_id
+        return job_id, False
 
     def submit(self, job_id: str, request_id: str | None) -> bool:
         """Queue a job here unless it already is; False if it was."""
@@ -126,6 +141,16 @@ class Dispatcher:
             self._local.add(job_id)
         self._queue.put((job_id, request_id))
         return True
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job (wherever it runs) and stop its run if it runs
+        here; elsewhere, the lease keeper of the replica running it stops it. Raises the
+        store's ``JobNotFound`` or ``IllegalTransition`` (the job already ended)."""
+        job = self.store.cancel(job_id)
+        stopped = self.leases.cancel(job_id)
+        log.info("job canceled", jobId=job_id, stoppedHere=stopped)
+        self._on_finish(job, None)
+        return job
 
     def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
         """Whether this dispatcher does its work, and each part's health (``GET /readyz``)."""
@@ -256,6 +281,9 @@ class Dispatcher:
             return self._abandoned(run)
 
     def _abandoned(self, run: Run) -> tuple[JobState, dict] | None:
+        if run.canceled:
+            log.info("job canceled; its run stopped")
+            return None
         if run.lease_lost:
             log.warning("lease lost: another orchestrator may own the job now; abandoning this run",
                         reason=run.abandoned)

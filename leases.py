@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from logjson import log
-from store import JobNotFound, JobState, JobStore, LeaseLost, StoreUnavailable
+from store import CANCELED_ERROR, JobNotFound, JobState, JobStore, LeaseLost, StoreUnavailable
 
 # Renewals fall due every third of the lease; what is left (2 s at this minimum) must cover a
 # renewal write that meets a slow store (the DynamoDB client's connect timeout is 2 s).
@@ -67,6 +67,7 @@ class Run:
         self.last_write, self.expires = sent_at, sent_at + lease_seconds
         self.abandoned: str | None = None  # why, once abandoned
         self.lease_lost = False  # abandoned because another replica may own the job now
+        self.canceled = False  # abandoned because a client canceled the job
         self.write_failed = False  # the last write failed: progress waits until a renewal gets through
         self.writing = threading.Lock()
         self._lock = threading.Lock()
@@ -90,12 +91,12 @@ class Run:
         with self._lock:
             self._call = None
 
-    def abandon(self, reason: str, lease_lost: bool) -> None:
+    def abandon(self, reason: str, lease_lost: bool, canceled: bool = False) -> None:
         """Stop the run (the first reason wins) and abort its worker call."""
         with self._lock:
             if self.abandoned is not None:
                 return
-            self.abandoned, self.lease_lost = reason, lease_lost
+            self.abandoned, self.lease_lost, self.canceled = reason, lease_lost, canceled
             self._abandoned.set()
             if self._call is not None:
                 self._call.abort()
@@ -151,22 +152,52 @@ class LeaseKeeper:
         with run.writing:
             self._write(run, progress)
 
+    def cancel(self, job_id: str) -> bool:
+        """Stop the run of a job canceled here, if it runs here; True if it did."""
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is None:
+            return False
+        run.abandon(CANCELED_ERROR, lease_lost=False, canceled=True)
+        return True
+
+    def keep(self) -> None:
+        """One pass of the keeper: stop the runs of jobs canceled through another replica,
+        then renew what is due."""
+        self.stop_canceled()
+        self.renew_due()
+
+    def stop_canceled(self) -> None:
+        """With a store other replicas share, a client may cancel a job there: one batch
+        read of the states of the jobs running here (``store.states``) finds those."""
+        if not self.store.shared:
+            return  # every cancel goes through this process, which stops the run itself
+        running = [run.job_id for run in self.runs() if run.abandoned is None]
+        if running:
+            for job_id, state in self.store.states(running).items():
+                if state == JobState.CANCELED.value:
+                    self.cancel(job_id)
+
     def finish(self, run: Run, state: JobState, **fields: Any) -> dict[str, Any]:
         """The run's finish write (no renewal can interleave with it)."""
         with run.writing:
             return self.store.finish(run.job_id, self.owner, state, **fields)
 
-    def _write(self, run: Run, progress: float) -> None:
+    def _write(self, run: Run, progress: float | None) -> None:
+        """A progress write (``progress``) or a renewal (None); both extend the lease."""
         sent = self._clock()
         try:
-            self.store.heartbeat(run.job_id, self.owner, progress, self.lease_ms)
+            if progress is None:
+                self.store.renew(run.job_id, self.owner, self.lease_ms)
+            else:
+                self.store.heartbeat(run.job_id, self.owner, progress, self.lease_ms)
         except (LeaseLost, JobNotFound):
             self._lose(run, "another orchestrator owns the job now")
             raise
         except Exception:
             run.write_failed = True
             raise
-        run.wrote(sent, progress)
+        run.wrote(sent, run.progress if progress is None else progress)
 
     def renew_due(self) -> None:
         """Renew every run whose last write is older than ``renew_after``. Runs whose
@@ -185,7 +216,7 @@ class LeaseKeeper:
                 self._expire(run)  # but a write stuck past the lease must not keep the run going
                 continue
             try:
-                self._write(run, run.progress)
+                self._write(run, None)
             except (LeaseLost, JobNotFound):
                 pass  # abandoned and logged by _write
             except Exception as exc:  # StoreUnavailable or anything else

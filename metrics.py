@@ -57,27 +57,29 @@ def _epoch(iso: str) -> float:
 
 
 class JobMetrics:
-    """Emits one EMF line per finished job: JobSucceeded, JobFailed, JobDurationMs
-    (creation to end) and JobQueueWaitMs (creation to the first claim that ran it)."""
+    """Emits one EMF line per ended job: JobSucceeded, JobFailed, JobCanceled (Count, 1 or
+    0), JobDurationMs (creation to end) and, for a job that ran, JobQueueWaitMs (creation
+    to the claim that ran it)."""
 
     def __init__(self, namespace: str, service: str, environment: str):
         self.namespace = namespace
         self.dimensions = {"Service": service, "Environment": environment}
 
-    def job_finished(self, job: Mapping[str, Any], claimed: Mapping[str, Any]) -> None:
-        """``job`` as finished; ``claimed`` as it was when this run claimed it."""
+    def job_finished(self, job: Mapping[str, Any], claimed: Mapping[str, Any] | None) -> None:
+        """``job`` as it ended; ``claimed`` as it was when the run that ended it claimed it
+        (None for a job canceled by a client, which no run ended)."""
         now = time.time()
-        queue_wait_ms = (_epoch(claimed["updatedAt"]) - _epoch(job["createdAt"])) * 1000
-        succeeded = job["state"] == "done"
-        doc = build_emf(
-            self.namespace, self.dimensions,
-            [("JobSucceeded", "Count", 1 if succeeded else 0),
-             ("JobFailed", "Count", 0 if succeeded else 1),
-             ("JobDurationMs", "Milliseconds", round((_epoch(job["updatedAt"]) - _epoch(job["createdAt"])) * 1000)),
-             ("JobQueueWaitMs", "Milliseconds", round(queue_wait_ms))],
-            timestamp_ms=int(now * 1000),
-            properties={"state": job["state"], "attempts": job["attempts"]},
-        )
+        duration_ms = round((_epoch(job["updatedAt"]) - _epoch(job["createdAt"])) * 1000)
+        values: list[tuple[str, str, float]] = [
+            ("JobSucceeded", "Count", int(job["state"] == "done")),
+            ("JobFailed", "Count", int(job["state"] == "failed")),
+            ("JobCanceled", "Count", int(job["state"] == "canceled")),
+            ("JobDurationMs", "Milliseconds", duration_ms)]
+        if claimed is not None:
+            values.append(("JobQueueWaitMs", "Milliseconds",
+                           round((_epoch(claimed["updatedAt"]) - _epoch(job["createdAt"])) * 1000)))
+        doc = build_emf(self.namespace, self.dimensions, values, timestamp_ms=int(now * 1000),
+                        properties={"state": job["state"], "attempts": job["attempts"]})
         log.info("job metrics", **doc)
 
 

@@ -22,20 +22,28 @@ class FakeClock:
 
 
 class ScriptedStore(MemoryStore):
-    """A MemoryStore whose heartbeats are recorded (with the fake clock's time) and can be
-    made to fail with the exceptions in ``failures``."""
+    """A MemoryStore whose lease writes are recorded in ``writes`` with the fake clock's
+    time: ``(time, job, progress)`` for a heartbeat, ``(time, job, "renew")`` for a renewal;
+    both can be made to fail with the exceptions in ``failures``."""
 
     def __init__(self, clock: FakeClock):
         super().__init__()
         self.fake_clock = clock
-        self.heartbeats: list[tuple[float, str, float]] = []
+        self.writes: list[tuple[float, str, float | str]] = []
         self.failures: list[Exception] = []
 
     def heartbeat(self, job_id, owner, progress, lease_ms):
+        self._written(job_id, progress)
+        super().heartbeat(job_id, owner, progress, lease_ms)
+
+    def renew(self, job_id, owner, lease_ms):
+        self._written(job_id, "renew")
+        super().renew(job_id, owner, lease_ms)
+
+    def _written(self, job_id, what):
         if self.failures:
             raise self.failures.pop(0)
-        self.heartbeats.append((self.fake_clock.now, job_id, progress))
-        super().heartbeat(job_id, owner, progress, lease_ms)
+        self.writes.append((self.fake_clock.now, job_id, what))
 
 
 class Call:
@@ -101,14 +109,14 @@ def test_a_run_is_renewed_from_a_third_of_the_lease_not_before(store, clock):
     run = keeper.hold("job-1", 0.25, sent_at=clock.now)
     clock.now += 0.999
     keeper.renew_due()
-    assert store.heartbeats == []
+    assert store.writes == []
     clock.now += 0.001
     keeper.renew_due()
-    assert store.heartbeats == [(101.0, "job-1", 0.25)]
-    assert (run.last_write, run.expires) == (101.0, 104.0)
+    assert store.writes == [(101.0, "job-1", "renew")]
+    assert (run.last_write, run.expires, run.progress) == (101.0, 104.0, 0.25)
 
 
-def test_renewal_keeps_the_best_progress_and_a_heartbeat_counts_as_a_renewal(store, clock):
+def test_a_renewal_writes_the_lease_only_and_a_heartbeat_counts_as_a_renewal(store, clock):
     keeper = LeaseKeeper(store, OWNER, 3.0, clock)
     run = keeper.hold("job-1", 0.0, sent_at=clock.now)
     clock.now += 0.9
@@ -117,7 +125,8 @@ def test_renewal_keeps_the_best_progress_and_a_heartbeat_counts_as_a_renewal(sto
     keeper.renew_due()
     clock.now += 0.1
     keeper.renew_due()
-    assert store.heartbeats == [(100.9, "job-1", 0.5), (101.9, "job-1", 0.5)]
+    assert store.writes == [(100.9, "job-1", 0.5), (101.9, "job-1", "renew")]
+    assert run.progress == 0.5
 
 
 def test_a_run_writing_itself_is_skipped_by_the_keeper(store, clock):
@@ -126,7 +135,7 @@ def test_a_run_writing_itself_is_skipped_by_the_keeper(store, clock):
     clock.now += 2.0
     with run.writing:  # its own heartbeat or finish is under way
         keeper.renew_due()
-    assert store.heartbeats == []
+    assert store.writes == []
 
 
 def test_a_failed_renewal_is_retried_and_the_run_kept_while_its_lease_lasts(store, clock):
@@ -145,7 +154,7 @@ def test_a_failed_renewal_is_retried_and_the_run_kept_while_its_lease_lasts(stor
     assert (run.abandoned, call.aborted) == (None, 0)  # 2.75 s: the lease still holds
     clock.now += 0.125
     keeper.renew_due()
-    assert store.heartbeats == [(102.875, "job-1", 0.0)]
+    assert store.writes == [(102.875, "job-1", "renew")]
     assert (run.abandoned, run.expires) == (None, 105.875)
 
 
@@ -175,7 +184,7 @@ def test_a_renewal_answered_lease_lost_abandons_the_run_at_once(store, clock):
     assert (run.abandoned, run.lease_lost, call.aborted) == ("another orchestrator owns the job now", True, 1)
     clock.now += 1.0
     keeper.renew_due()
-    assert store.heartbeats == []  # an abandoned run is not renewed
+    assert store.writes == []  # an abandoned run is not renewed
 
 
 def test_abandon_all_stops_every_run_and_any_held_later_without_calling_it_lease_lost(store, clock):
@@ -195,7 +204,7 @@ def test_drop_ends_the_renewals(store, clock):
     keeper.drop(keeper.hold("job-1", 0.0, sent_at=clock.now))
     clock.now += 5.0
     keeper.renew_due()
-    assert (keeper.runs(), store.heartbeats) == ([], [])
+    assert (keeper.runs(), store.writes) == ([], [])
 
 
 def test_a_run_whose_own_write_is_stuck_past_its_lease_is_abandoned(store, clock):
@@ -204,7 +213,7 @@ def test_a_run_whose_own_write_is_stuck_past_its_lease_is_abandoned(store, clock
     clock.now += 3.0
     with run.writing:  # a heartbeat of its own, held up by a slow store
         keeper.renew_due()
-    assert (run.abandoned, run.lease_lost, store.heartbeats) == (
+    assert (run.abandoned, run.lease_lost, store.writes) == (
         "its lease expired before it could be renewed", True, [])
 
 
@@ -234,4 +243,39 @@ def test_a_failed_write_marks_the_run_until_a_renewal_gets_through(store, clock)
     assert run.write_failed is True
     clock.now += 1.0
     keeper.renew_due()
-    assert (run.write_failed, run.progress, store.heartbeats) == (False, 0.0, [(101.0, "job-1", 0.0)])
+    assert (run.write_failed, run.progress, store.writes) == (False, 0.0, [(101.0, "job-1", "renew")])
+
+
+def test_a_job_canceled_here_stops_its_run_and_aborts_the_worker_call(store, clock):
+    keeper = LeaseKeeper(store, OWNER, 3.0, clock)
+    run = keeper.hold("job-1", 0.0, sent_at=clock.now)
+    call = Call()
+    run.attach(call)
+    assert (keeper.cancel("job-1"), keeper.cancel("no-such-job")) == (True, False)
+    assert (run.abandoned, run.canceled, run.lease_lost, call.aborted) == ("canceled by client", True, False, 1)
+
+
+class SharedStore(ScriptedStore):
+    """As if other replicas shared the store: a cancel may come through another process."""
+
+    shared = True
+
+
+def test_with_a_shared_store_each_pass_stops_the_runs_of_jobs_canceled_elsewhere(clock):
+    store = SharedStore(clock)
+    for job_id in ("job-1", "job-2"):
+        store.create(job_id, PAYLOAD, OWNER, 3000)
+        store.claim(job_id, OWNER, 3000)
+    keeper = LeaseKeeper(store, OWNER, 3.0, clock)
+    runs = [keeper.hold(job_id, 0.0, sent_at=clock.now) for job_id in ("job-1", "job-2")]
+    store.cancel("job-2")  # through another replica: nothing told this keeper
+    keeper.keep()
+    assert [(r.abandoned, r.canceled) for r in runs] == [(None, False), ("canceled by client", True)]
+
+
+def test_with_a_store_of_its_own_a_pass_reads_no_states(store, clock):
+    """Every cancel goes through this process then: reading states would cost for nothing."""
+    keeper = LeaseKeeper(store, OWNER, 3.0, clock)
+    keeper.hold("job-1", 0.0, sent_at=clock.now)
+    store.states = None  # a read would fail the test
+    keeper.keep()
