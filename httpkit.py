@@ -339,12 +339,12 @@ class JsonHandler(BaseHTTPRequestHandler):
             text += "Connection: close\r\n"
         return (text + "\r\n").encode("latin-1")
 
-    def start_chunked(self, status: int, content_type: str) -> None:
+    def start_chunked(self, status: int, content_type: str, headers: Mapping[str, str] | None = None) -> None:
         """Begin a chunked response; follow with ``write_chunk`` and ``end_chunked``. A
         stream is long: the rest of the request runs without a slot of the CPU gate."""
         self.status_sent = status
         cpugate.leave_if_held()
-        self.wfile.write(self._head(status, content_type, None))
+        self.wfile.write(self._head(status, content_type, None, headers))
 
     def write_chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

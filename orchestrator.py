@@ -1,12 +1,14 @@
-"""The orchestrator service: the public API of the Ghost Engine kernel.
+"""The orchestrator service: the public API of the Ghost Engine kernel: its configuration,
+route table and wiring.
 
 ``POST /generate-scene`` validates a job, records it as ``queued`` and answers 202 at
-once; ``dispatcher.Dispatcher`` runs it on the worker in the background.
-``GET /status/<jobId>`` reads the job from the store. ``GET /healthz`` says the process
-is up (liveness: it touches nothing else, so the container healthcheck never kills a task
-for a store blip); ``GET /readyz`` says its background loops are doing their work
-(readiness, for the load balancer's target health).
-``GET /openapi.json`` describes the API (``apidoc``).
+once; ``dispatcher.Dispatcher`` runs it on the worker in the background. ``GET
+/status/<jobId>`` reads the job from the store (and may wait for a change), ``GET
+/status/<jobId>/events`` streams its changes, ``POST /jobs/<jobId>/cancel`` cancels it:
+those handlers are in ``jobapi``. ``GET /healthz`` says the process is up (liveness: it
+touches nothing else, so the container healthcheck never kills a task for a store blip);
+``GET /readyz`` says its background loops are doing their work (readiness, for the load
+balancer's target health). ``GET /openapi.json`` describes the API (``apidoc``).
 
 Run: ``python orchestrator.py`` (configuration from the environment; see README).
 """
@@ -14,7 +16,6 @@ Run: ``python orchestrator.py`` (configuration from the environment; see README)
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import socket
 import sys
@@ -24,21 +25,21 @@ from typing import Any
 
 import apidoc
 import httpserver
+import jobapi
 import logjson
-import scene
 import store
 from config import ConfigError, Env
-from dispatcher import DispatchConfig, Dispatcher, QueueFull
+from dispatcher import DispatchConfig, Dispatcher, IdempotencyKeyReused, QueueFull
 from httpkit import HTTPError, JsonHandler, Router
 from httpserver import Limits
 from leases import lease_problems
 from logjson import log
 from metrics import JobMetrics, LoopMetrics
+from watch import JobWatch, ObservedStore, TooManyWaiting
 from workerclient import WorkerClient
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-PUBLIC_FIELDS = ("jobId", "state", "progress", "result", "error", "createdAt", "updatedAt", "input", "attempts")
-JSON_SAFE_SEED_BOUND = 2**53  # chosen seeds survive JavaScript clients' float64 numbers
+# With a store other replicas write too, a waiting request reads the job at least this often.
+WAIT_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class OrchestratorConfig:
     environment: str = "local"
     metrics_namespace: str = "GhostEngine"
     dispatch: DispatchConfig = DispatchConfig()
+    max_waiting_requests: int = 256
+    sse_heartbeat_seconds: float = 15.0
     worker_token: str | None = field(default=None, repr=False)  # sent to the worker; secrets stay out of reprs
     api_token: str | None = field(default=None, repr=False)  # required of API clients when set
 
@@ -96,6 +99,8 @@ class OrchestratorConfig:
             job_ttl_days=env.integer("JOB_TTL_DAYS", cls.job_ttl_days, minimum=1),
             memory_max_jobs=env.integer("MEMORY_MAX_JOBS", cls.memory_max_jobs, minimum=1),
             limits=Limits.from_env(env),
+            max_waiting_requests=env.integer("MAX_WAITING_REQUESTS", cls.max_waiting_requests, minimum=1),
+            sse_heartbeat_seconds=env.number("SSE_HEARTBEAT_SECONDS", cls.sse_heartbeat_seconds, 0.1),
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
             environment=env.text("ENVIRONMENT", cls.environment),
             metrics_namespace=env.text("METRICS_NAMESPACE", cls.metrics_namespace),
@@ -118,33 +123,8 @@ class Orchestrator:
     config: OrchestratorConfig
     store: store.JobStore
     dispatcher: Dispatcher
+    watch: JobWatch
     api_document: apidoc.ApiDocument = field(default_factory=apidoc.load)  # read at start: a bad file stops it
-
-
-def public_view(job: dict[str, Any]) -> dict[str, Any]:
-    """What ``GET /status`` shows of a job (no lease internals)."""
-    return {k: job.get(k) for k in PUBLIC_FIELDS}
-
-
-def generate_scene(h: OrchestratorHandler) -> tuple[int, dict[str, Any], dict[str, str]]:
-    try:
-        job_input = scene.parse_input(h.read_json(), require_seed=False)
-    except ValueError as exc:
-        raise HTTPError(400, "invalid_request", str(exc)) from None
-    if job_input["seed"] is None:
-        job_input["seed"] = secrets.randbelow(JSON_SAFE_SEED_BOUND)
-    job_id = h.app.dispatcher.create(job_input, logjson.request_id.get())
-    logjson.job_id.set(job_id)
-    log.info("job accepted", seed=job_input["seed"], style=job_input["style"])
-    status_url = f"/status/{job_id}"
-    return 202, {"jobId": job_id, "statusUrl": status_url}, {"Location": status_url}
-
-
-def job_status(h: OrchestratorHandler, job_id: str) -> tuple[int, dict[str, Any]]:
-    job = h.app.store.get(job_id) if _UUID_RE.match(job_id) else None
-    if job is None:
-        raise HTTPError(404, "not_found", f"no job with id {job_id!r}")
-    return 200, public_view(job)
 
 
 def healthz(_h: JsonHandler) -> tuple[int, dict[str, Any]]:
@@ -163,8 +143,10 @@ def readyz(h: OrchestratorHandler) -> tuple[int, dict[str, Any]]:
 
 
 ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
-    ("POST", "/generate-scene"): generate_scene,
-    ("GET", "/status/{job_id}"): job_status,
+    ("POST", "/generate-scene"): jobapi.generate_scene,
+    ("GET", "/status/{job_id}"): jobapi.job_status,
+    ("GET", "/status/{job_id}/events"): jobapi.job_events,
+    ("POST", "/jobs/{job_id}/cancel"): jobapi.cancel_job,
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
     ("GET", "/openapi.json"): apidoc.serve,
@@ -192,7 +174,8 @@ def _queue_full(_exc: BaseException) -> HTTPError:
 class OrchestratorHandler(JsonHandler):
     router = Router(ROUTES)
     error_map = {store.StoreUnavailable: _unavailable, store.StoreFull: _full,
-                 store.StoreMisconfigured: _misconfigured, QueueFull: _queue_full}
+                 store.StoreMisconfigured: _misconfigured, QueueFull: _queue_full,
+                 IdempotencyKeyReused: jobapi.idempotency_key_reused, TooManyWaiting: jobapi.too_many_waiting}
     # Open even with API_TOKEN: the ALB's and ECS's health checks, and the API's description.
     public_paths = frozenset({"/healthz", "/readyz", "/openapi.json"})
 
@@ -210,15 +193,18 @@ def open_store(config: OrchestratorConfig) -> store.JobStore:
 
 
 def build(config: OrchestratorConfig) -> Orchestrator:
-    """Wire the store, the worker client and the dispatcher from the configuration."""
-    job_store = open_store(config)
+    """Wire the store, the worker client and the dispatcher from the configuration. The
+    store is observed: every write made here wakes the requests waiting on that job."""
+    backend = open_store(config)
+    watch = JobWatch(backend, WAIT_POLL_SECONDS if backend.shared else None, config.max_waiting_requests)
+    job_store = ObservedStore(backend, watch)
     d = config.dispatch
     client = WorkerClient(d.worker_url, d.worker_connect_timeout_seconds, d.worker_timeout_seconds, config.worker_token)
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     job_metrics = JobMetrics(config.metrics_namespace, "orchestrator", config.environment)
     loop_metrics = LoopMetrics(config.metrics_namespace, "orchestrator", config.environment)
     dispatcher = Dispatcher(job_store, client, d, owner, job_metrics.job_finished, loop_metrics.loop_failed)
-    return Orchestrator(config, job_store, dispatcher)
+    return Orchestrator(config, job_store, dispatcher, watch)
 
 
 def check_store(job_store: store.JobStore) -> None:

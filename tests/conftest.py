@@ -173,6 +173,20 @@ def moto_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def dynalite_server():
+    """One dynalite server for the session (a DynamoDB-protocol server that locks each item,
+    as DynamoDB does: the races belong on it, not on moto)."""
+    from dynalite_server import INSTALL_HINT, DynaliteServer, ensure_dynalite
+
+    executable = ensure_dynalite()
+    if executable is None:
+        pytest.skip(INSTALL_HINT)
+    server = DynaliteServer(executable)
+    yield server
+    server.stop()
+
+
 class Service:
     """One of our services (``orchestrator.py`` / ``worker.py``) as a real process on a
     free loopback port (or ``port``, to restart a service where its clients expect it), its

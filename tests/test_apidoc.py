@@ -15,6 +15,7 @@ import pytest
 import referencing
 
 import apidoc
+import jobapi
 import orchestrator
 import scene
 import store
@@ -23,6 +24,7 @@ from httpkit import HTTPError
 from httpserver import Server
 from orchestrator import OrchestratorConfig
 from test_orchestrator import UnstartedDispatcher
+from watch import JobWatch
 
 DOCUMENT = json.loads((ROOT / "openapi.json").read_text(encoding="utf-8"))
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -65,7 +67,8 @@ def test_the_document_is_valid_openapi_3_1():
 
 def test_every_route_is_documented_and_every_documented_operation_is_a_route():
     assert set(documented_operations()) == set(orchestrator.ROUTES) | AHEAD_OF_ROUTES
-    assert {"/healthz", "/readyz", "/status/{jobId}", "/generate-scene", "/openapi.json"} == set(DOCUMENT["paths"])
+    assert {"/healthz", "/readyz", "/status/{jobId}", "/status/{jobId}/events", "/jobs/{jobId}/cancel",
+            "/generate-scene", "/openapi.json"} == set(DOCUMENT["paths"])
 
 
 def test_operations_outside_the_public_paths_and_only_those_require_the_bearer_token():
@@ -80,8 +83,8 @@ def test_operations_outside_the_public_paths_and_only_those_require_the_bearer_t
 
 
 ERROR_RESPONSES = {"400": "BadRequest", "401": "Unauthorized", "404": "NotFound", "405": "MethodNotAllowed",
-                   "411": "LengthRequired", "413": "PayloadTooLarge", "415": "UnsupportedMediaType",
-                   "503": "ServiceUnavailable"}
+                   "409": "Conflict", "411": "LengthRequired", "413": "PayloadTooLarge", "415": "UnsupportedMediaType",
+                   "422": "UnprocessableContent", "503": "ServiceUnavailable"}
 
 
 def test_the_error_responses_are_components_with_the_error_schema():
@@ -109,9 +112,13 @@ def test_every_operation_answers_errors_with_the_error_shape():
 def test_job_routes_list_the_errors_they_can_give():
     operations = documented_operations()
     assert sorted(operations[("POST", "/generate-scene")]["responses"]) == [
-        "202", "400", "401", "411", "413", "415", "503", "default"]
+        "201", "202", "400", "401", "411", "413", "415", "422", "503", "default"]
     assert sorted(operations[("GET", "/status/{job_id}")]["responses"]) == [
         "200", "400", "401", "404", "503", "default"]
+    assert sorted(operations[("GET", "/status/{job_id}/events")]["responses"]) == [
+        "200", "400", "401", "404", "503", "default"]
+    assert sorted(operations[("POST", "/jobs/{job_id}/cancel")]["responses"]) == [
+        "200", "400", "401", "404", "409", "503", "default"]
 
 
 def test_the_accepted_answer_links_to_the_job_status():
@@ -134,10 +141,10 @@ def test_the_job_schema_matches_the_public_view_of_a_done_job():
     job_store = store.MemoryStore()
     job_id = "0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f"
     job_store.create(job_id, {"prompt": "a spooky hallway", "seed": 123, "style": None}, "orch-test", 30000)
-    queued = orchestrator.public_view(job_store.get(job_id))
+    queued = jobapi.public_view(job_store.get(job_id))
     job_store.claim(job_id, "orch-test", 30000)
     job_store.finish(job_id, "orch-test", store.JobState.DONE, result=scene.build_scene("a spooky hallway", 123, None))
-    done = orchestrator.public_view(job_store.get(job_id))
+    done = jobapi.public_view(job_store.get(job_id))
     validator = schema_validator("Job")
     validator.validate(queued)
     validator.validate(done)
@@ -167,7 +174,7 @@ def test_requests_the_schema_refuses_the_api_refuses(body):
 def serving():
     job_store = store.MemoryStore()
     config = OrchestratorConfig(api_token="api-token-0123456789abcdef")
-    app = orchestrator.Orchestrator(config, job_store, UnstartedDispatcher(job_store))
+    app = orchestrator.Orchestrator(config, job_store, UnstartedDispatcher(job_store), JobWatch(job_store, None, 256))
     with serving_in_thread(Server(("127.0.0.1", 0), orchestrator.OrchestratorHandler, app)) as port:
         yield port
 

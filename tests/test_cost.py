@@ -9,6 +9,7 @@ import math
 import dynamostore
 from dispatcher import DispatchConfig, Dispatcher
 from polling import wait_until
+from watch import JobWatch
 from workerclient import WorkerClient
 
 WORK_MS = 2000
@@ -30,13 +31,58 @@ def test_a_2s_job_costs_one_put_and_at_most_four_updates(services, moto_server, 
     dispatcher = Dispatcher(job_store, WorkerClient(worker.url, 2, 10), config, owner="orch-cost")
     dispatcher.start()
     try:
-        job_id = dispatcher.create({"prompt": "a spooky hallway", "seed": 1, "style": None}, None)
+        job_id, _ = dispatcher.create({"prompt": "a spooky hallway", "seed": 1, "style": None}, None)
         job = wait_until(lambda: (j := observer.get(job_id))["state"] == "done" and j, 30, "job done", 0.1)
     finally:
         dispatcher.stop(5)
     heartbeats = calls["UpdateItem"] - 2  # minus the claim and the finish
     assert calls["PutItem"] == 1
     assert 1 <= heartbeats <= math.ceil(WORK_MS / WRITE_INTERVAL_MS)
-    assert calls["Query"] == 1  # the reaper's pass at start (then hourly here): per replica, not per job
-    assert set(calls) == {"PutItem", "UpdateItem", "Query"}  # status reads cost one GetItem each, by the client
+    # Per replica, not per job: the reaper's pass at start (then hourly here), and the lease
+    # keeper's look for cancels made elsewhere: one BatchGetItem a second while jobs run here.
+    assert calls["Query"] == 1
+    assert 1 <= calls["BatchGetItem"] <= math.ceil(WORK_MS / 1000) + 1
+    assert set(calls) == {"PutItem", "UpdateItem", "Query", "BatchGetItem"}  # status reads: one GetItem each
     assert (job["state"], job["attempts"]) == ("done", 1)
+
+
+def _counted_store(table: str, moto_server, monkeypatch) -> tuple[dynamostore.DynamoStore, collections.Counter]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    dynamostore.create_table(table)
+    client = dynamostore.make_client()
+    calls: collections.Counter[str] = collections.Counter()
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
+    return dynamostore.DynamoStore(table, client=client), calls
+
+
+def test_a_keyed_submit_costs_one_put_its_replay_one_failed_put_and_a_cancel_one_update(
+        moto_server, monkeypatch):
+    """Idempotency costs no extra request: the create-if-absent put that records the job is
+    the check; a replay is that put failing, with the stored job in the same answer."""
+    job_store, calls = _counted_store("jobs-cost-keyed", moto_server, monkeypatch)
+    config = DispatchConfig(worker_url="http://127.0.0.1:9", max_concurrent_jobs=1, reaper_interval_seconds=3600)
+    dispatcher = Dispatcher(job_store, WorkerClient("http://127.0.0.1:9", 2, 10), config, owner="orch-cost")
+    job_input = {"prompt": "a spooky hallway", "seed": 1, "style": None}
+    job_id = "0b6f9ae4-8d4f-5c1e-9a4b-2f0e1d3c5b7a"
+    assert dispatcher.create(job_input, None, job_id, "hash-1") == (job_id, False)  # not started: stays queued
+    assert calls == {"PutItem": 1}
+    calls.clear()
+    assert dispatcher.create(job_input, None, job_id, "hash-1") == (job_id, True)
+    assert calls == {"PutItem": 1}
+    calls.clear()
+    assert dispatcher.cancel(job_id)["state"] == "canceled"
+    assert calls == {"UpdateItem": 1}
+
+
+def test_a_waiting_client_costs_one_read_at_start_and_at_most_one_a_second(moto_server, monkeypatch):
+    """GET /status?wait=3 on a job nobody changes, with the store shared between replicas
+    (so a change could come from elsewhere): the watch reads once, then once a second."""
+    job_store, calls = _counted_store("jobs-cost-wait", moto_server, monkeypatch)
+    job_store.create("8d3c1f0e-2a4b-4c6d-8e0f-1a2b3c4d5e6f", {"prompt": "p", "seed": 1, "style": None},
+                     "orch-elsewhere", 60_000)
+    calls.clear()
+    watch = JobWatch(job_store, poll_seconds=1.0, max_waiting=4)
+    job = watch.wait("8d3c1f0e-2a4b-4c6d-8e0f-1a2b3c4d5e6f", None, 3.0)
+    assert job is not None and job["state"] == "queued"
+    assert set(calls) == {"GetItem"}
+    assert 3 <= calls["GetItem"] <= 1 + 3  # the first read, then one per second of the wait

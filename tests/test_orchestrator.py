@@ -15,6 +15,7 @@ import sys
 import pytest
 
 import dynamostore
+import jobapi
 import orchestrator
 import store
 from config import ConfigError
@@ -24,6 +25,7 @@ from httpkit import HTTPError
 from httpserver import Server
 from orchestrator import OrchestratorConfig
 from polling import wait_until
+from watch import JobWatch, ObservedStore
 from workerclient import WorkerClient
 
 WORKER_TOKEN = "worker-token-0123456789abcdef"
@@ -151,7 +153,8 @@ def test_config_rejects_a_port_above_65535():
 def test_build_wires_a_memory_store_and_a_dispatcher_with_a_unique_owner():
     config = OrchestratorConfig.from_env({"WORKER_URL": "http://127.0.0.1:9"})
     first, second = orchestrator.build(config), orchestrator.build(config)
-    assert isinstance(first.store, store.MemoryStore)
+    assert isinstance(first.store, ObservedStore) and first.store.shared is False
+    assert (first.watch.poll_seconds, first.watch.max_waiting) == (None, 256)  # every write is seen here
     assert isinstance(first.dispatcher, Dispatcher)
     assert first.dispatcher.client.base_url == "http://127.0.0.1:9"
     assert first.dispatcher.lease_ms == 30000
@@ -176,7 +179,7 @@ JOB = {
 
 
 def test_public_view_shows_the_job_without_lease_internals():
-    assert orchestrator.public_view(JOB) == {
+    assert jobapi.public_view(JOB) == {
         "jobId": "0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", "state": "running", "progress": 0.5, "result": None,
         "error": None, "createdAt": "2026-11-28T09:00:00.000Z", "updatedAt": "2026-11-28T09:00:01.000Z",
         "input": {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}, "attempts": 1,
@@ -184,14 +187,14 @@ def test_public_view_shows_the_job_without_lease_internals():
 
 
 def test_public_view_has_every_public_key_even_when_missing():
-    assert orchestrator.public_view({"jobId": "j", "state": "queued"}) == {
+    assert jobapi.public_view({"jobId": "j", "state": "queued"}) == {
         "jobId": "j", "state": "queued", "progress": None, "result": None, "error": None,
         "createdAt": None, "updatedAt": None, "input": None, "attempts": None}
 
 
 def test_router_matches_status_ids_and_answers_405_with_allow():
     router = orchestrator.OrchestratorHandler.router
-    assert router.match("GET", "/status/abc") == (orchestrator.job_status, {"job_id": "abc"})
+    assert router.match("GET", "/status/abc") == (jobapi.job_status, {"job_id": "abc"})
     with pytest.raises(HTTPError) as info:
         router.match("GET", "/generate-scene")
     assert (info.value.status, info.value.headers) == (405, {"Allow": "POST"})
@@ -242,7 +245,7 @@ class UnstartedDispatcher(Dispatcher):
 @contextlib.contextmanager
 def serving(job_store, dispatcher=None, config: OrchestratorConfig | None = None):
     dispatcher = dispatcher or UnstartedDispatcher(job_store)
-    app = orchestrator.Orchestrator(config or OrchestratorConfig(), job_store, dispatcher)
+    app = orchestrator.Orchestrator(config or OrchestratorConfig(), job_store, dispatcher, JobWatch(job_store, None, 256))
     srv = Server(("127.0.0.1", 0), orchestrator.OrchestratorHandler, app)
     with serving_in_thread(srv) as port:
         yield port
