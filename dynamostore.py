@@ -4,7 +4,9 @@ Same contract as ``store.MemoryStore``. Every write that changes a job is a cond
 write whose condition is derived from ``store.TRANSITIONS``, so two replicas racing on
 one job cannot move it backwards or finish it twice. Queued and running items carry
 ``activeShard = "active"``, which puts them in the sparse index ``active-by-lease``;
-finishing removes it, so finding expired leases is a Query, never a Scan.
+finishing removes it, so finding expired leases is a Query, never a Scan. Listing jobs
+newest first uses two more indexes, described with the attributes that feed them in
+``dynamolist``: every update that sets ``#state`` also sets ``#stateShard`` (``_update``).
 
 Run ``python dynamostore.py create-table`` to create the table named by
 ``JOBS_TABLE_NAME`` wherever the standard AWS variables point.
@@ -13,6 +15,7 @@ Run ``python dynamostore.py create-table`` to create the table named by
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import re
@@ -27,6 +30,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ConnectionError, ReadTimeoutError
 
 import cpugate
+import dynamolist
 from logjson import iso_utc
 from store import (ACTIVE_STATES, CANCELED_ERROR, DEFAULT_TTL_SECONDS, JobExists, JobNotFound, JobState, LeaseLost,
                    StoreError, StoreMisconfigured, StoreUnavailable, allowed_from, check_transition, later_stamp,
@@ -59,6 +63,7 @@ def table_definition(name: str) -> dict[str, Any]:
             {"AttributeName": "jobId", "AttributeType": "S"},
             {"AttributeName": "activeShard", "AttributeType": "S"},
             {"AttributeName": "leaseExpiresAt", "AttributeType": "N"},
+            *dynamolist.ATTRIBUTE_DEFINITIONS,
         ],
         "KeySchema": [{"AttributeName": "jobId", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [{
@@ -66,7 +71,7 @@ def table_definition(name: str) -> dict[str, Any]:
             "KeySchema": [{"AttributeName": "activeShard", "KeyType": "HASH"},
                           {"AttributeName": "leaseExpiresAt", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
-        }],
+        }, *dynamolist.GLOBAL_SECONDARY_INDEXES],
         "SSESpecification": {"Enabled": True},
     }
 
@@ -109,11 +114,14 @@ def _request(client: Any, operation: str, table: str | None = None, **kwargs: An
     unless the operation names tables otherwise). Outages and throttling that outlast the
     retries become ``StoreUnavailable``, a missing table ``StoreMisconfigured``; both name
     the table and the cause."""
-    table = table or kwargs["TableName"]
+    table = table or kwargs.get("TableName") or ", ".join(kwargs.get("RequestItems", ()))  # a batch names its tables
     try:
         return getattr(client, operation)(**kwargs)
     except ClientError as exc:
         code, message = _code(exc), exc.response.get("Error", {}).get("Message", "")
+        if code in (MISSING_CODE, "ValidationException") and "index" in message:  # a table older than an index
+            raise StoreMisconfigured(f"DynamoDB table {table}{_at_endpoint(client)}: {message}; add the "
+                                     "table's indexes with Terraform (dynamodb.tf)") from exc
         if code == MISSING_CODE:
             raise StoreMisconfigured(
                 f"DynamoDB table {table} does not exist in {client.meta.region_name}"
@@ -212,10 +220,12 @@ class DynamoStore:
     def _update(self, job_id: str, update: str, condition: str, values: dict[str, Any],
                 now: float | None = None) -> dict[str, Any]:
         """A conditional UpdateItem; returns the new job or raises ``_ConditionFailed``.
-        ``#name`` stands for attribute ``name`` (several of ours are reserved words). With
+        ``#name`` stands for attribute ``name`` (several of ours are reserved words). An update
+        that sets ``#state`` sets ``#stateShard`` with it (``dynamolist.with_state_shard``). With
         ``now``, the update stamps ``#updatedAt = :now`` and only if that is later than the
         stored one: when another write took the same millisecond, it goes again one
         millisecond later (``store.later_stamp``), so ``updatedAt`` strictly increases."""
+        update, values = dynamolist.with_state_shard(job_id, update, values)
         if now is not None:
             condition = f"({condition}) AND #updatedAt < :now"
             values = {**values, ":now": {"S": later_stamp(now, self._stamps.get(job_id))}}
@@ -254,6 +264,7 @@ class DynamoStore:
                 item[key] = {"N": str(int(value))} if key == "seed" else {"S": str(value)}
         if request_hash is not None:
             item["requestHash"] = {"S": request_hash}
+        item.update(dynamolist.index_attributes(job_id, stamp, JobState.QUEUED.value))
         try:
             self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(jobId)",
                        ReturnValuesOnConditionCheckFailure="ALL_OLD")
@@ -379,6 +390,19 @@ class DynamoStore:
                 break
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
         return ids
+
+    def list_jobs(self, state: str | None, limit: int, before: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return self._lister.page(state, limit, before)
+
+    @functools.cached_property
+    def _lister(self) -> dynamolist.Lister:
+        return dynamolist.Lister(self.table_name, self._call, self._batch_get, _from_item)
+
+    def _batch_get(self, request: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One BatchGetItem on the table: its items, and what it left unprocessed (or None)."""
+        with cpugate.released():
+            out = _request(self._client, "batch_get_item", RequestItems={self.table_name: request})
+        return out["Responses"].get(self.table_name, []), out.get("UnprocessedKeys", {}).get(self.table_name)
 
     def check(self) -> None:
         """One eventually consistent read of an id no job has: it fails only if the table

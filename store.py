@@ -6,6 +6,9 @@ state transitions live in one table, ``TRANSITIONS``, and every write that chang
 job's state goes through it: a lock plus ``check_transition`` for the dict, a
 ``ConditionExpression`` derived from the same table for DynamoDB.
 
+Listing: ``list_jobs`` pages through jobs newest first (``createdAt``, then ``jobId``, both
+descending), keyed by ``created_key``; the API turns that key into an opaque cursor.
+
 Leases: a job is worked on by whoever *owns* it (one orchestrator process) while its
 lease is live. Anyone may claim a queued or running job whose lease has expired, which
 is how a job survives the death of the orchestrator that was running it.
@@ -15,6 +18,7 @@ This module knows nothing of DynamoDB; ``orchestrator.build`` picks the backend.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import datetime
 import enum
@@ -28,6 +32,7 @@ from logjson import iso_utc
 
 DEFAULT_MEMORY_MAX_JOBS = 10_000
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
+MAX_LIST_LIMIT = 100  # jobs per list_jobs page: one BatchGetItem in DynamoDB
 
 
 class JobState(str, enum.Enum):
@@ -53,6 +58,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
 TERMINAL_STATES = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 CANCELED_ERROR = "canceled by client"
+# The states ``list_jobs`` filters on, in the order the API names them. The one list of
+# them: the API and its description read it from here.
+LISTABLE_STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 RUNNING_PROGRESS_CAP = 0.99  # 1.0 is reserved for done
 
 
@@ -73,6 +81,16 @@ def later_stamp(now: float, previous: str | None) -> str:
 
 def _epoch(stamp: str) -> float:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+def created_key(job: dict[str, Any]) -> str:
+    """The key jobs are listed by, newest first: ``<createdAt>#<jobId>``. ``createdAt`` is
+    fixed-width ISO 8601 UTC, so comparing keys as text compares times, then ids."""
+    return f"{job['createdAt']}#{job['jobId']}"
+
+
+def check_limit(limit: int) -> None:
+    """``list_jobs`` pages hold at least one job (a BatchGetItem at most ``MAX_LIST_LIMIT``)."""
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValueError(f"limit must be from 1 to {MAX_LIST_LIMIT}, got {limit}")
 
 
 def allowed_from(to_state: JobState) -> frozenset[JobState]:
@@ -193,6 +211,14 @@ class JobStore(Protocol):
         """Raise ``StoreMisconfigured`` if the backend cannot serve at all (a missing
         table), ``StoreUnavailable`` if it cannot be reached right now."""
 
+    def list_jobs(self, state: str | None, limit: int, before: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of jobs, newest first (``created_key`` descending): at most ``limit``
+        jobs, only those in ``state`` (one of ``LISTABLE_STATES``) unless it is None, and
+        only those whose key is below ``before`` (the key a previous page returned) unless
+        it is None. Returns the page and, when more jobs follow it, its last job's key
+        (else None). A page may hold fewer than ``limit`` jobs while more follow (DynamoDB
+        leaves out a job whose state changed between its index read and its item read)."""
+
 
 def _copy(job: dict[str, Any]) -> dict[str, Any]:
     """A job the caller may change freely (the result is kept as JSON text)."""
@@ -212,6 +238,7 @@ class MemoryStore:
     def __init__(self, max_jobs: int = DEFAULT_MEMORY_MAX_JOBS, clock: Callable[[], float] = time.time):
         self._jobs: dict[str, dict[str, Any]] = {}
         self._finished: collections.deque[str] = collections.deque()
+        self._created: list[str] = []  # created_key of every job held, ascending (list_jobs)
         self._lock = threading.Lock()
         self._max_jobs = max_jobs
         self._clock = clock
@@ -233,13 +260,16 @@ class MemoryStore:
                 raise JobExists(job_id, _copy(self._jobs[job_id]))
             self._make_room()
             self._jobs[job_id] = job
+            bisect.insort(self._created, created_key(job))  # at or near the end: creation order
             return _copy(job)
 
     def _make_room(self) -> None:
         while len(self._jobs) >= self._max_jobs:
             if not self._finished:
                 raise StoreFull(f"the in-memory store holds {self._max_jobs} active jobs")
-            self._jobs.pop(self._finished.popleft(), None)
+            forgotten = self._jobs.pop(self._finished.popleft(), None)
+            if forgotten is not None:
+                del self._created[bisect.bisect_left(self._created, created_key(forgotten))]
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         job = self._jobs.get(job_id)
@@ -334,3 +364,18 @@ class MemoryStore:
                      if j["leaseExpiresAt"] is not None and j["leaseExpiresAt"] <= now_ms]
         stale.sort(key=lambda j: j["leaseExpiresAt"])
         return [j["jobId"] for j in stale[:limit]]
+
+    def list_jobs(self, state: str | None, limit: int, before: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Walks the keys backwards from ``before``: no sort per request; a state filter skips
+        the jobs in other states (at most ``MEMORY_MAX_JOBS`` of them)."""
+        check_limit(limit)
+        page: list[dict[str, Any]] = []
+        with self._lock:
+            end = len(self._created) if before is None else bisect.bisect_left(self._created, before)
+            for i in range(end - 1, -1, -1):
+                job = self._jobs[self._created[i].partition("#")[2]]  # createdAt holds no "#"
+                if state is None or job["state"] == state:
+                    if len(page) == limit:
+                        return page, created_key(page[-1])
+                    page.append(_copy(job))
+        return page, None

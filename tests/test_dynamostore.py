@@ -112,7 +112,7 @@ def _every_operation(store: dynamostore.DynamoStore) -> list:
             lambda: store.claim("j", "o", 1000), lambda: store.heartbeat("j", "o", 0.5, 1000),
             lambda: store.finish("j", "o", JobState.DONE, result={}), lambda: store.release("j", "o"),
             lambda: store.expired(10), store.check, lambda: store.renew("j", "o", 1000),
-            lambda: store.cancel("j"), lambda: store.states(["j"])]
+            lambda: store.cancel("j"), lambda: store.states(["j"]), lambda: store.list_jobs(None, 20, None)]
 
 
 def _attempts(client: Any) -> list[int]:
@@ -166,7 +166,7 @@ def test_every_unavailable_code_from_every_operation_is_store_unavailable(status
         for operation in _every_operation(store):
             with pytest.raises(StoreUnavailable, match=f"^DynamoDB table jobs-x: {code}: injected by the test$"):
                 operation()
-        assert server.requests == 11
+        assert server.requests == 15  # one each, and a Query per list shard
     finally:
         server.close()
 
@@ -181,6 +181,22 @@ def test_a_missing_table_is_store_misconfigured_naming_table_region_endpoint_and
         assert str(info.value) == (
             f"DynamoDB table jobs-never-created does not exist in us-east-1 at {moto_server.endpoint}: "
             "Requested resource not found; create it with `python dynamostore.py create-table` or Terraform")
+
+
+def test_listing_on_a_table_without_the_listing_indexes_is_store_misconfigured(moto_server, monkeypatch):
+    """A table created before GET /jobs existed: an operator adds the indexes (Terraform)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    name = f"jobs-old-{uuid.uuid4().hex[:8]}"
+    old = dynamostore.table_definition(name)
+    old["GlobalSecondaryIndexes"] = old["GlobalSecondaryIndexes"][:1]
+    old["AttributeDefinitions"] = old["AttributeDefinitions"][:3]
+    client = dynamostore.make_client()
+    client.create_table(**old)
+    with pytest.raises(StoreMisconfigured) as info:
+        dynamostore.DynamoStore(name, client=client).list_jobs(None, 20, None)
+    assert str(info.value) == (
+        f"DynamoDB table {name} at {moto_server.endpoint}: Invalid index: jobs-by-created for table: {name}. "
+        "Available indexes are: active-by-lease; add the table's indexes with Terraform (dynamodb.tf)")
 
 
 def test_other_client_errors_are_not_reported_as_unavailable():
@@ -226,15 +242,20 @@ def test_create_table_cli_is_idempotent_and_builds_index_ttl_pitr_sse(moto_serve
     table = client.describe_table(TableName=name)["Table"]
     assert table["KeySchema"] == [{"AttributeName": "jobId", "KeyType": "HASH"}]
     assert sorted((a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]) == [
-        ("activeShard", "S"), ("jobId", "S"), ("leaseExpiresAt", "N")]
+        ("activeShard", "S"), ("createdKey", "S"), ("jobId", "S"), ("leaseExpiresAt", "N"), ("listShard", "S"),
+        ("stateShard", "S")]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert table["SSEDescription"]["Status"] == "ENABLED"
-    [index] = table["GlobalSecondaryIndexes"]
-    assert (index["IndexName"], index["KeySchema"], index["Projection"]) == (
-        "active-by-lease",
-        [{"AttributeName": "activeShard", "KeyType": "HASH"},
-         {"AttributeName": "leaseExpiresAt", "KeyType": "RANGE"}],
-        {"ProjectionType": "KEYS_ONLY"})
+    assert [(index["IndexName"], index["KeySchema"], index["Projection"]) for index in table["GlobalSecondaryIndexes"]] == [
+        ("active-by-lease",
+         [{"AttributeName": "activeShard", "KeyType": "HASH"}, {"AttributeName": "leaseExpiresAt", "KeyType": "RANGE"}],
+         {"ProjectionType": "KEYS_ONLY"}),
+        ("jobs-by-created",
+         [{"AttributeName": "listShard", "KeyType": "HASH"}, {"AttributeName": "createdKey", "KeyType": "RANGE"}],
+         {"ProjectionType": "KEYS_ONLY"}),
+        ("jobs-by-state",
+         [{"AttributeName": "stateShard", "KeyType": "HASH"}, {"AttributeName": "createdKey", "KeyType": "RANGE"}],
+         {"ProjectionType": "KEYS_ONLY"})]
     ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")
     pitr = client.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
@@ -251,19 +272,28 @@ def test_item_layout_active_index_membership_and_ttl(moto_server, monkeypatch):
         "createdAt": {"S": "2027-01-15T08:00:00.000Z"}, "updatedAt": {"S": "2027-01-15T08:00:00.000Z"},
         "prompt": {"S": "a lighthouse at dusk"}, "seed": {"N": "42"}, "style": {"S": "watercolor"},
         "attempts": {"N": "0"}, "owner": {"S": "orch-a"}, "leaseExpiresAt": {"N": "1800000030000"},
-        "activeShard": {"S": "active"}, "ttl": {"N": "1800003600"}}
+        "activeShard": {"S": "active"}, "ttl": {"N": "1800003600"},
+        "createdKey": {"S": "2027-01-15T08:00:00.000Z#job-1"}, "listShard": {"S": "all#3"},
+        "stateShard": {"S": "queued#3"}}
     store.claim("job-1", "orch-a", 30_000)
+    item = client.get_item(TableName=name, Key={"jobId": {"S": "job-1"}})["Item"]
+    assert (item["state"], item["stateShard"], item["listShard"]) == ({"S": "running"}, {"S": "running#3"},
+                                                                      {"S": "all#3"})
     store.finish("job-1", "orch-a", JobState.DONE, result={"sceneUrl": "s3://scenes/1.glb"})
     item = client.get_item(TableName=name, Key={"jobId": {"S": "job-1"}})["Item"]
-    assert sorted(item) == ["attempts", "createdAt", "jobId", "owner", "progress", "prompt", "result",
-                            "seed", "state", "style", "ttl", "updatedAt"]
-    assert (item["state"], item["result"], item["ttl"]) == (
-        {"S": "done"}, {"S": '{"sceneUrl":"s3://scenes/1.glb"}'}, {"N": "1800003600"})
+    assert sorted(item) == ["attempts", "createdAt", "createdKey", "jobId", "listShard", "owner", "progress", "prompt",
+                            "result", "seed", "state", "stateShard", "style", "ttl", "updatedAt"]
+    assert (item["state"], item["stateShard"], item["result"], item["ttl"]) == (
+        {"S": "done"}, {"S": "done#3"}, {"S": '{"sceneUrl":"s3://scenes/1.glb"}'}, {"N": "1800003600"})
     index = client.scan(TableName=name, IndexName="active-by-lease")["Items"]
     assert index == []
 
 
 # --- requests per job, and the IAM policy that allows them -----------------------------
+
+def _ids(page: tuple[list[dict[str, Any]], str | None]) -> tuple[list[str], str | None]:
+    return [job["jobId"] for job in page[0]], page[1]
+
 
 def _iam_dynamodb_actions() -> set[str]:
     assert IAM_TF.is_file(), f"{IAM_TF} is missing: it must grant the DynamoDB actions the store calls"
@@ -307,8 +337,13 @@ def test_a_job_costs_literal_request_counts_and_iam_grants_exactly_those_operati
     store.heartbeat("job-2", "orch-b", 0.4, 30_000)
     assert rec.take() == {"UpdateItem": 3}
 
-    sent = {op for op, _ in rec.calls}
-    assert sent <= {"GetItem", "PutItem", "UpdateItem", "Query"}
+    # A page of the job list: a Query per list shard, then one BatchGetItem of the page's jobs.
+    assert _ids(store.list_jobs(None, 1, None)) == (["job-2"], "2027-01-15T08:00:00.000Z#job-2")
+    assert _ids(store.list_jobs("done", 20, None)) == (["job-1"], None)
+    assert rec.take() == {"Query": 8, "BatchGetItem": 2}
+    assert store.list_jobs("canceled", 20, None) == ([], None)  # no job: no BatchGetItem
+    assert rec.take() == {"Query": 4}
+
     everything = _record_every_operation(moto_server, monkeypatch)
     assert everything == {"GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"}
     assert _iam_dynamodb_actions() == everything
@@ -316,8 +351,8 @@ def test_a_job_costs_literal_request_counts_and_iam_grants_exactly_those_operati
 
 def _record_every_operation(moto_server, monkeypatch) -> set[str]:
     """The operation names the store sends over jobs' lives: create, claim, heartbeat, renew,
-    finish, cancel, get, release, expired, states; asserting on the way that every write is
-    conditional and every single read strongly consistent."""
+    finish, cancel, get, release, expired, states, and listing them; asserting on the way that
+    every write is conditional and every single read strongly consistent."""
     name, client = _table(moto_server, monkeypatch)
     store = dynamostore.DynamoStore(name, client=client)
     rec = Recorder(client)
@@ -333,10 +368,16 @@ def _record_every_operation(moto_server, monkeypatch) -> set[str]:
     store.get("job-1")
     store.create("job-2", JOB_INPUT, "orch-a", 30_000)
     store.cancel("job-2")
+    store.list_jobs(None, 20, None)
+    store.list_jobs("done", 20, None)
     for op, params in rec.calls:
         if op in ("PutItem", "UpdateItem"):
             assert params["ConditionExpression"], op
         if op == "GetItem":
             assert params["ConsistentRead"] is True
+        if op == "BatchGetItem":
+            assert params["RequestItems"][name]["ConsistentRead"] is True
+    assert {params.get("IndexName") for op, params in rec.calls if op == "Query"} == {
+        "active-by-lease", "jobs-by-created", "jobs-by-state"}  # the indexes iam.tf grants Query on
     return {op for op, _ in rec.calls}
 

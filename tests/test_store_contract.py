@@ -528,3 +528,118 @@ def test_a_cancel_racing_the_finish_leaves_exactly_one_of_them_in_the_store(race
     assert all(isinstance(o, IllegalTransition) for o in outcomes if not isinstance(o, dict)), outcomes
     assert backend.open().get("job-1") == winners[0]
     assert winners[0]["state"] in ("done", "canceled")
+
+
+# --- list_jobs --------------------------------------------------------------------------
+
+TWELVE = [f"job-{i:02d}" for i in range(12)]  # three in each of DynamoDB's four list shards
+
+
+def _ids(page: tuple[list[dict[str, Any]], str | None]) -> tuple[list[str], str | None]:
+    jobs, after = page
+    return [job["jobId"] for job in jobs], after
+
+
+def _create_at(b: Backend, store: JobStore, *job_ids: str, step: float = 1) -> None:
+    """Create ``job_ids`` in order, ``step`` seconds apart (0: all in one millisecond)."""
+    for job_id in job_ids:
+        store.create(job_id, JOB_INPUT, "orch-a", LEASE_MS)
+        b.clock.advance(step)
+
+
+def test_list_jobs_of_an_empty_store_is_an_empty_last_page(backend):
+    store = backend.open()
+    assert store.list_jobs(None, 20, None) == ([], None)
+    assert store.list_jobs("failed", 20, "2027-01-15T08:00:00.000Z#job-1") == ([], None)
+
+
+def test_list_jobs_pages_newest_first_and_ties_by_job_id_descending(backend):
+    store = backend.open()
+    _create_at(backend, store, "a")
+    _create_at(backend, store, "c", "b", step=0)  # one millisecond: c before b, by id
+    backend.clock.advance(1)
+    _create_at(backend, store, "d")
+    assert _ids(store.list_jobs(None, 2, None)) == (["d", "c"], "2027-01-15T08:00:01.000Z#c")
+    assert _ids(store.list_jobs(None, 2, "2027-01-15T08:00:01.000Z#c")) == (["b", "a"], None)
+    assert _ids(store.list_jobs(None, 4, None)) == (["d", "c", "b", "a"], None)
+    assert _ids(store.list_jobs(None, 1, "2027-01-15T08:00:01.000Z#b")) == (["a"], None)
+
+
+def test_list_jobs_shows_each_job_as_get_does(backend):
+    store = _running(backend, "job-r")
+    backend.clock.advance(1)
+    _create_at(backend, store, "job-1")
+    jobs, after = backend.open().list_jobs(None, 20, None)
+    assert (jobs, after) == ([
+        {**_queued("job-1"), "createdAt": "2027-01-15T08:00:01.000Z", "updatedAt": "2027-01-15T08:00:01.000Z",
+         "leaseExpiresAt": 1_800_000_031_000},
+        {**_queued("job-r"), "state": "running", "attempts": 1}], None)
+    assert jobs == [store.get("job-1"), store.get("job-r")]
+    _assert_types(jobs[1])
+
+
+def test_list_jobs_pages_through_jobs_on_every_shard_without_gaps_or_repeats(backend):
+    store = backend.open()
+    _create_at(backend, store, *TWELVE)
+    pages, before = [], None
+    while True:
+        page, before = _ids(store.list_jobs(None, 5, before))
+        pages.append(page)
+        if before is None:
+            break
+    assert pages == [["job-11", "job-10", "job-09", "job-08", "job-07"],
+                     ["job-06", "job-05", "job-04", "job-03", "job-02"], ["job-01", "job-00"]]
+
+
+def test_list_jobs_says_no_more_exactly_when_the_page_ends_the_list(backend):
+    store = backend.open()
+    _create_at(backend, store, *TWELVE[:3])
+    assert _ids(store.list_jobs(None, 3, None)) == (["job-02", "job-01", "job-00"], None)
+    assert _ids(store.list_jobs(None, 2, None)) == (["job-02", "job-01"], "2027-01-15T08:00:01.000Z#job-01")
+    assert _ids(store.list_jobs(None, 100, None))[1] is None
+
+
+def test_list_jobs_by_state_follows_every_state_change(backend):
+    store = backend.open()
+    _create_at(backend, store, *TWELVE[:4])  # job-00 .. job-03 queued, a second apart
+    store.claim("job-01", "orch-a", LEASE_MS)
+    store.claim("job-02", "orch-a", LEASE_MS)
+    store.finish("job-02", "orch-a", JobState.DONE, result={"n": 2})
+    store.finish("job-03", "orch-a", JobState.FAILED, error="boom")
+    assert {state: _ids(store.list_jobs(state, 20, None))[0] for state in
+            ("queued", "running", "done", "failed", "canceled")} == {
+        "queued": ["job-00"], "running": ["job-01"], "done": ["job-02"], "failed": ["job-03"], "canceled": []}
+    backend.clock.advance(31)
+    store.claim("job-01", "orch-b", LEASE_MS)  # running -> running under another owner: still running
+    store.claim("job-00", "orch-b", LEASE_MS)
+    assert _ids(store.list_jobs("running", 20, None)) == (["job-01", "job-00"], None)
+    assert _ids(store.list_jobs("queued", 20, None)) == ([], None)
+    assert _ids(store.list_jobs(None, 20, None))[0] == ["job-03", "job-02", "job-01", "job-00"]
+
+
+def test_list_jobs_by_state_pages_past_jobs_in_other_states(backend):
+    store = backend.open()
+    _create_at(backend, store, *TWELVE)
+    for job_id in TWELVE[::3]:  # job-00, -03, -06, -09 fail
+        store.finish(job_id, "orch-a", JobState.FAILED, error="boom")
+    assert _ids(store.list_jobs("failed", 3, None)) == (["job-09", "job-06", "job-03"],
+                                                        "2027-01-15T08:00:03.000Z#job-03")
+    assert _ids(store.list_jobs("failed", 3, "2027-01-15T08:00:03.000Z#job-03")) == (["job-00"], None)
+    assert _ids(store.list_jobs("queued", 8, None))[1] is None
+    assert len(store.list_jobs("queued", 8, None)[0]) == 8
+
+
+def test_jobs_created_while_paging_do_not_shift_later_pages(backend):
+    store = backend.open()
+    _create_at(backend, store, *TWELVE[:6])
+    first, before = _ids(store.list_jobs(None, 3, None))
+    _create_at(backend, backend.open(), "new-1", "new-2")
+    rest, after = _ids(store.list_jobs(None, 3, before))
+    assert (first, rest, after) == (["job-05", "job-04", "job-03"], ["job-02", "job-01", "job-00"], None)
+    assert _ids(store.list_jobs(None, 3, None))[0] == ["new-2", "new-1", "job-05"]
+
+
+@pytest.mark.parametrize("limit", [0, -1, 101])
+def test_list_jobs_refuses_a_limit_outside_1_to_100(backend, limit):
+    with pytest.raises(ValueError, match=f"^limit must be from 1 to 100, got {limit}$"):
+        backend.open().list_jobs(None, limit, None)

@@ -87,6 +87,34 @@ def test_a_forgotten_job_id_can_be_created_again_and_is_not_evicted_twice():
     assert (store.get("a")["state"], present(store, "a", "b", "c")) == ("queued", ["a", "c"])
 
 
+def test_a_forgotten_job_leaves_the_list_and_a_job_created_again_lists_once_under_its_new_time():
+    now = [1_800_000_000.0]
+    store = MemoryStore(max_jobs=2, clock=lambda: now[0])
+    make(store, "a")
+    now[0] += 1
+    make(store, "b")
+    finish(store, "a")
+    now[0] += 1
+    make(store, "c")  # forgets "a"
+    assert [j["jobId"] for j in store.list_jobs(None, 10, None)[0]] == ["c", "b"]
+    finish(store, "b")
+    now[0] += 1
+    make(store, "a")  # forgets "b"
+    assert [(j["jobId"], j["createdAt"]) for j in store.list_jobs(None, 10, None)[0]] == [
+        ("a", "2027-01-15T08:00:03.000Z"), ("c", "2027-01-15T08:00:02.000Z")]
+
+
+def test_jobs_created_out_of_clock_order_by_racing_threads_list_by_created_at():
+    """A thread may read the clock, then insert after one that read it later: the list is by time."""
+    now = [1_800_000_002.0]
+    store = MemoryStore(clock=lambda: now[0])
+    make(store, "late")
+    now[0] = 1_800_000_001.0
+    make(store, "early")
+    assert store.list_jobs(None, 10, None)[0][-1]["jobId"] == "early"
+    assert [j["jobId"] for j in store.list_jobs(None, 1, "2027-01-15T08:00:02.000Z#late")[0]] == ["early"]
+
+
 # -- copies -----------------------------------------------------------------------------
 
 

@@ -226,8 +226,11 @@ EXPECTED_TABLE = {
     "KeySchema": [{"AttributeName": "jobId", "KeyType": "HASH"}],
     "AttributeDefinitions": [
         {"AttributeName": "activeShard", "AttributeType": "S"},
+        {"AttributeName": "createdKey", "AttributeType": "S"},
         {"AttributeName": "jobId", "AttributeType": "S"},
         {"AttributeName": "leaseExpiresAt", "AttributeType": "N"},
+        {"AttributeName": "listShard", "AttributeType": "S"},
+        {"AttributeName": "stateShard", "AttributeType": "S"},
     ],
     "BillingMode": "PAY_PER_REQUEST",
     "GlobalSecondaryIndexes": [{
@@ -235,6 +238,20 @@ EXPECTED_TABLE = {
         "KeySchema": [
             {"AttributeName": "activeShard", "KeyType": "HASH"},
             {"AttributeName": "leaseExpiresAt", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }, {
+        "IndexName": "jobs-by-created",
+        "KeySchema": [
+            {"AttributeName": "listShard", "KeyType": "HASH"},
+            {"AttributeName": "createdKey", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }, {
+        "IndexName": "jobs-by-state",
+        "KeySchema": [
+            {"AttributeName": "stateShard", "KeyType": "HASH"},
+            {"AttributeName": "createdKey", "KeyType": "RANGE"},
         ],
         "Projection": {"ProjectionType": "KEYS_ONLY"},
     }],
@@ -290,22 +307,25 @@ def test_store_create_table_builds_the_same_table_as_terraform():
 
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
-def test_orchestrator_role_may_call_exactly_the_four_dynamodb_operations(stack):
+def test_orchestrator_role_may_call_exactly_the_five_dynamodb_operations(stack):
     iam = stack.client("iam")
     role = "ghost-engine-orchestrator-task-dev"
     assert iam.list_role_policies(RoleName=role)["PolicyNames"] == ["jobs-table"]
     assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
     document = iam.get_role_policy(RoleName=role, PolicyName="jobs-table")["PolicyDocument"]
     statements = sorted(document["Statement"], key=lambda s: s["Sid"])
-    for statement in statements:
-        if isinstance(statement["Action"], list):
-            statement["Action"] = sorted(statement["Action"])
+    for statement in statements:  # lists in the policy come in the order of Terraform's sets
+        for key in ("Action", "Resource"):
+            if isinstance(statement[key], list):
+                statement[key] = sorted(statement[key])
     assert statements == [
         {"Sid": "ActiveJobsIndex", "Effect": "Allow", "Action": "dynamodb:Query",
          "Resource": f"{TABLE_ARN}/index/active-by-lease"},
         {"Sid": "JobItems", "Effect": "Allow",
          "Action": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
          "Resource": TABLE_ARN},
+        {"Sid": "JobListIndexes", "Effect": "Allow", "Action": "dynamodb:Query",
+         "Resource": [f"{TABLE_ARN}/index/jobs-by-created", f"{TABLE_ARN}/index/jobs-by-state"]},
     ]
 
 

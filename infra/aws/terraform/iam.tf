@@ -69,6 +69,16 @@ data "aws_iam_policy_document" "orchestrator_jobs_table" {
     actions   = ["dynamodb:Query"]
     resources = ["${aws_dynamodb_table.this.arn}/index/${local.active_index}"]
   }
+
+  # GET /jobs: a Query per list shard on one of these, then BatchGetItem (above) of the page's jobs.
+  statement {
+    sid     = "JobListIndexes"
+    actions = ["dynamodb:Query"]
+    resources = [
+      "${aws_dynamodb_table.this.arn}/index/${local.created_index}",
+      "${aws_dynamodb_table.this.arn}/index/${local.state_index}",
+    ]
+  }
 }
 
 resource "aws_iam_role_policy" "orchestrator_jobs_table" {

@@ -27,6 +27,8 @@ locals {
   cluster_name    = "${var.project}-cluster-${var.environment}"
   jobs_table_name = coalesce(var.jobs_table_name, "${var.project}-jobs-${var.environment}")
   active_index    = "active-by-lease"
+  created_index   = "jobs-by-created"
+  state_index     = "jobs-by-state"
   namespace_name  = "${var.project}-${var.environment}.local"
   worker_dns_name = "worker.${local.namespace_name}"
   worker_port     = 8081
