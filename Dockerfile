@@ -20,7 +20,7 @@ RUN pip install --no-cache-dir -r requirements.txt \
 # at GET /openapi.json. Owned by root, so the service cannot rewrite its code.
 COPY orchestrator.py worker.py healthcheck.py dispatcher.py workerclient.py leases.py backoff.py loops.py \
      store.py dynamostore.py httpkit.py httphead.py httpserver.py jsonbody.py config.py logjson.py metrics.py \
-     scene.py cpugate.py apidoc.py jobapi.py watch.py dynamolist.py openapi.json ./
+     scene.py cpugate.py apidoc.py jobapi.py watch.py joblist.py dynamolist.py openapi.json ./
 
 USER 10001
 

@@ -12,6 +12,8 @@ waiting for a change), the status events stream, and cancel.
 - ``GET /status/{jobId}/events``: Server-Sent Events, one ``status`` event at once and one
   per change, a comment every ``sse_heartbeat_seconds``, ending after the final event.
 - ``POST /jobs/{jobId}/cancel``: 200 with the canceled job; 409 if it had ended already.
+- ``GET /jobs?state=&limit=&cursor=``: jobs newest first, a page at a time (its query and
+  cursors: ``joblist``).
 
 Waiting of every kind goes through ``watch.JobWatch``.
 """
@@ -25,6 +27,7 @@ import urllib.parse
 import uuid
 from typing import Any
 
+import joblist
 import logjson
 import scene
 from httpkit import HTTPError, JsonHandler
@@ -205,3 +208,16 @@ def cancel_job(h: JsonHandler, job_id: str) -> tuple[int, dict[str, Any]]:
         raise HTTPError(409, "conflict", f"the job is already {exc.from_state}; only a queued or running job "
                                          "can be canceled") from None
     return 200, public_view(job)
+
+
+# -- list -------------------------------------------------------------------------------
+
+
+def list_jobs(h: JsonHandler) -> tuple[int, dict[str, Any]]:
+    try:
+        query = joblist.parse_query(h.path)
+    except ValueError as exc:
+        raise HTTPError(400, "invalid_request", str(exc)) from None
+    jobs, last = h.app.store.list_jobs(query.state, query.limit, query.before)
+    cursor = None if last is None else joblist.encode_cursor(last, query.state)
+    return 200, {"jobs": [public_view(job) for job in jobs], "nextCursor": cursor}

@@ -4,8 +4,8 @@ route table and wiring.
 ``POST /generate-scene`` validates a job, records it as ``queued`` and answers 202 at
 once; ``dispatcher.Dispatcher`` runs it on the worker in the background. ``GET
 /status/<jobId>`` reads the job from the store (and may wait for a change), ``GET
-/status/<jobId>/events`` streams its changes, ``POST /jobs/<jobId>/cancel`` cancels it:
-those handlers are in ``jobapi``. ``GET /healthz`` says the process is up (liveness: it
+/status/<jobId>/events`` streams its changes, ``POST /jobs/<jobId>/cancel`` cancels it, ``GET /jobs`` lists jobs newest first, a
+page at a time: those handlers are in ``jobapi``. ``GET /healthz`` says the process is up (liveness: it
 touches nothing else, so the container healthcheck never kills a task for a store blip);
 ``GET /readyz`` says its background loops are doing their work (readiness, for the load
 balancer's target health). ``GET /openapi.json`` describes the API (``apidoc``).
@@ -147,6 +147,7 @@ ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
     ("GET", "/status/{job_id}"): jobapi.job_status,
     ("GET", "/status/{job_id}/events"): jobapi.job_events,
     ("POST", "/jobs/{job_id}/cancel"): jobapi.cancel_job,
+    ("GET", "/jobs"): jobapi.list_jobs,
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
     ("GET", "/openapi.json"): apidoc.serve,

@@ -159,3 +159,7 @@ class ObservedStore:
 
     def check(self) -> None:
         self._store.check()
+
+    def list_jobs(self, state: str | None, limit: int,
+                  before: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return self._store.list_jobs(state, limit, before)

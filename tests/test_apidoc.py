@@ -16,6 +16,7 @@ import referencing
 
 import apidoc
 import jobapi
+import joblist
 import orchestrator
 import scene
 import store
@@ -67,7 +68,7 @@ def test_the_document_is_valid_openapi_3_1():
 
 def test_every_route_is_documented_and_every_documented_operation_is_a_route():
     assert set(documented_operations()) == set(orchestrator.ROUTES) | AHEAD_OF_ROUTES
-    assert {"/healthz", "/readyz", "/status/{jobId}", "/status/{jobId}/events", "/jobs/{jobId}/cancel",
+    assert {"/healthz", "/readyz", "/status/{jobId}", "/status/{jobId}/events", "/jobs/{jobId}/cancel", "/jobs",
             "/generate-scene", "/openapi.json"} == set(DOCUMENT["paths"])
 
 
@@ -119,6 +120,19 @@ def test_job_routes_list_the_errors_they_can_give():
         "200", "400", "401", "404", "503", "default"]
     assert sorted(operations[("POST", "/jobs/{job_id}/cancel")]["responses"]) == [
         "200", "400", "401", "404", "409", "503", "default"]
+    assert sorted(operations[("GET", "/jobs")]["responses"]) == ["200", "400", "401", "503", "default"]
+
+
+def test_the_list_parameters_are_the_ones_the_api_reads_with_its_bounds():
+    parameters = {p["name"]: p for p in documented_operations()[("GET", "/jobs")]["parameters"] if "name" in p}
+    assert [(name, p["in"], p["required"]) for name, p in parameters.items()] == [
+        ("state", "query", False), ("limit", "query", False), ("cursor", "query", False)]
+    assert tuple(parameters) == joblist.PARAMETERS
+    assert parameters["state"]["schema"]["enum"] == ["queued", "running", "done", "failed", "canceled"]
+    assert list(store.LISTABLE_STATES) == ["queued", "running", "done", "failed", "canceled"]
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
+    assert (joblist.DEFAULT_LIMIT, store.MAX_LIST_LIMIT, joblist.MAX_CURSOR_CHARS) == (20, 100, 512)
+    assert parameters["cursor"]["schema"]["maxLength"] == 512
 
 
 def test_the_accepted_answer_links_to_the_job_status():
@@ -151,6 +165,22 @@ def test_the_job_schema_matches_the_public_view_of_a_done_job():
     assert not validator.is_valid({**done, "owner": "orch-test"})  # lease internals stay private
 
 
+def test_the_job_list_schema_matches_a_page_the_api_answers():
+    job_store = store.MemoryStore()
+    for i in range(3):
+        job_store.create(f"0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7{i}", {"prompt": "p", "seed": i, "style": None}, "o", 1)
+    with serving_store(job_store) as port:
+        first = json.loads(get(port, {"Authorization": f"Bearer {API_TOKEN}"}, "/jobs?limit=2")[2])
+        last = json.loads(get(port, {"Authorization": f"Bearer {API_TOKEN}"},
+                              f"/jobs?limit=2&cursor={first['nextCursor']}")[2])
+    validator = schema_validator("JobList")
+    validator.validate(first)
+    validator.validate(last)
+    assert ([j["input"]["seed"] for j in first["jobs"]], [j["input"]["seed"] for j in last["jobs"]],
+            last["nextCursor"]) == ([2, 1], [0], None)
+    assert not validator.is_valid({**last, "total": 3})
+
+
 @pytest.mark.parametrize("body", [{"prompt": "p"}, {"prompt": "a spooky hallway", "seed": -(2**63), "style": "doom"},
                                   {"prompt": " x ", "seed": None, "style": None}])
 def test_requests_the_schema_accepts_the_api_accepts(body):
@@ -170,19 +200,27 @@ def test_requests_the_schema_refuses_the_api_refuses(body):
 # -- serving ---------------------------------------------------------------------------------
 
 
+API_TOKEN = "api-token-0123456789abcdef"
+
+
 @contextlib.contextmanager
 def serving():
-    job_store = store.MemoryStore()
-    config = OrchestratorConfig(api_token="api-token-0123456789abcdef")
+    with serving_store(store.MemoryStore()) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def serving_store(job_store: store.JobStore):
+    config = OrchestratorConfig(api_token=API_TOKEN)
     app = orchestrator.Orchestrator(config, job_store, UnstartedDispatcher(job_store), JobWatch(job_store, None, 256))
     with serving_in_thread(Server(("127.0.0.1", 0), orchestrator.OrchestratorHandler, app)) as port:
         yield port
 
 
-def get(port: int, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(port: int, headers: dict[str, str] | None = None, path: str = "/openapi.json") -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", "/openapi.json", headers=headers or {})
+        conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
         return resp.status, dict(resp.headers), resp.read()
     finally:

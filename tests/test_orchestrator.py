@@ -195,6 +195,10 @@ def test_public_view_has_every_public_key_even_when_missing():
 def test_router_matches_status_ids_and_answers_405_with_allow():
     router = orchestrator.OrchestratorHandler.router
     assert router.match("GET", "/status/abc") == (jobapi.job_status, {"job_id": "abc"})
+    assert router.match("GET", "/jobs") == (jobapi.list_jobs, {})
+    with pytest.raises(HTTPError) as info:
+        router.match("POST", "/jobs")
+    assert (info.value.status, info.value.headers) == (405, {"Allow": "GET"})
     with pytest.raises(HTTPError) as info:
         router.match("GET", "/generate-scene")
     assert (info.value.status, info.value.headers) == (405, {"Allow": "POST"})
@@ -338,6 +342,69 @@ def test_status_of_an_unknown_or_malformed_id_is_404(job_id):
     assert (status, body) == (404, {"error": {"code": "not_found", "message": f"no job with id {job_id!r}"}})
 
 
+class ClockedStore(store.MemoryStore):
+    """A MemoryStore whose jobs are created a second apart, from 2027-01-15T08:00:00Z."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+        super().__init__(clock=lambda: self.now)
+
+    def create(self, *args, **kwargs):
+        job = super().create(*args, **kwargs)
+        self.now += 1
+        return job
+
+
+def test_list_jobs_answers_public_views_newest_first_and_a_cursor_to_the_rest():
+    job_store = ClockedStore()
+    ids = [f"0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7{i}" for i in range(3)]
+    for i, job_id in enumerate(ids):
+        job_store.create(job_id, {"prompt": "p", "seed": i, "style": None}, "orch-test", 30000)
+    with serving(job_store) as port:
+        status, headers, first = call(port, "GET", "/jobs?limit=2")
+        second = call(port, "GET", f"/jobs?limit=2&cursor={first['nextCursor']}")
+    assert (status, headers["Content-Type"], [j["jobId"] for j in first["jobs"]]) == (
+        200, "application/json", [ids[2], ids[1]])
+    assert first["jobs"][0] == {
+        "jobId": ids[2], "state": "queued", "progress": 0.0, "result": None, "error": None,
+        "createdAt": "2027-01-15T08:00:02.000Z", "updatedAt": "2027-01-15T08:00:02.000Z",
+        "input": {"prompt": "p", "seed": 2, "style": None}, "attempts": 0}
+    assert first["nextCursor"] == ("auijew3X1Vt7ImsiOiIyMDI3LTAxLTE1VDA4OjAwOjAxLjAwMFojMGQ0YzNmMGUtOGY1YS00YjhlLTljMWQt"
+                                   "MmEzYjRjNWQ2ZTcxIiwicyI6bnVsbH0")
+    assert second[::2] == (200, {"jobs": [orchestrator.public_view(job_store.get(ids[0]))], "nextCursor": None})
+
+
+def test_list_jobs_filters_by_state_and_an_empty_store_lists_nothing():
+    job_store = store.MemoryStore()
+    with serving(job_store) as port:
+        assert call(port, "GET", "/jobs")[::2] == (200, {"jobs": [], "nextCursor": None})
+        job_store.create("0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f", {"prompt": "p", "seed": 9, "style": None}, "o", 1)
+        assert call(port, "GET", "/jobs?state=failed")[::2] == (200, {"jobs": [], "nextCursor": None})
+        assert [j["jobId"] for j in call(port, "GET", "/jobs?state=queued")[2]["jobs"]] == [
+            "0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f"]
+
+
+def test_list_jobs_refuses_bad_parameters_with_400_naming_them():
+    with serving(store.MemoryStore()) as port:
+        status, _, body = call(port, "GET", "/jobs?limit=500&state=done")
+        unknown = call(port, "GET", "/jobs?offset=20")
+    assert (status, body) == (400, {"error": {"code": "invalid_request",
+                                              "message": "limit must be an integer from 1 to 100, got '500'"}})
+    assert unknown[::2] == (400, {"error": {"code": "invalid_request", "message": (
+        "unknown query parameter 'offset'; accepted: state, limit, cursor")}})
+
+
+def test_list_jobs_is_503_when_the_store_is_unavailable():
+    class Down(store.MemoryStore):
+        def list_jobs(self, state, limit, before):
+            raise store.StoreUnavailable("DynamoDB table jobs-x: ThrottlingException: slow down")
+
+    with serving(Down()) as port:
+        status, headers, body = call(port, "GET", "/jobs")
+    assert (status, headers["Retry-After"], body) == (503, "1", {"error": {
+        "code": "store_unavailable", "message": "the job store is unavailable; retry shortly"}})
+
+
 def test_healthz_answers_ok():
     with serving(store.MemoryStore()) as port:
         assert call(port, "GET", "/healthz")[::2] == (200, {"ok": True})
@@ -402,12 +469,14 @@ def test_with_an_api_token_the_job_routes_need_it_and_health_stays_open():
     with serving(job_store, config=OrchestratorConfig(api_token=API_TOKEN)) as port:
         refused = call(port, "POST", "/generate-scene", {"prompt": "p"})
         status_refused = call(port, "GET", "/status/0d4c3f0e-8f5a-4b8e-9c1d-2a3b4c5d6e7f")
+        list_refused = call(port, "GET", "/jobs")
         accepted = call(port, "POST", "/generate-scene", {"prompt": "p"}, bearer)
         shown = call(port, "GET", accepted[2]["statusUrl"], headers=bearer)
         health = call(port, "GET", "/healthz")
     missing = {"error": {"code": "unauthorized", "message": "this route needs Authorization: Bearer <token>"}}
     assert (refused[0], refused[1]["WWW-Authenticate"], refused[2]) == (401, "Bearer", missing)
     assert (status_refused[0], status_refused[2]) == (401, missing)
+    assert (list_refused[0], list_refused[2]) == (401, missing)
     assert (accepted[0], shown[0], shown[2]["state"], health[::2]) == (202, 200, "queued", (200, {"ok": True}))
     assert len(job_store) == 1
 
