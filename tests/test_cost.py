@@ -1,5 +1,6 @@
 """DynamoDB requests per job, measured on the real dispatcher, a real worker process and
-a moto server: the numbers the README states."""
+a moto server, and the requests and read units of a page of the job list: the numbers the
+README states."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import collections
 import math
 
 import dynamostore
+import scene
 from dispatcher import DispatchConfig, Dispatcher
 from polling import wait_until
+from store import JobState
 from watch import JobWatch
 from workerclient import WorkerClient
 
@@ -86,3 +89,64 @@ def test_a_waiting_client_costs_one_read_at_start_and_at_most_one_a_second(moto_
     assert job is not None and job["state"] == "queued"
     assert set(calls) == {"GetItem"}
     assert 3 <= calls["GetItem"] <= 1 + 3  # the first read, then one per second of the wait
+
+
+# --- a page of GET /jobs ------------------------------------------------------------------
+
+def item_bytes(item: dict) -> int:
+    """An item's size by DynamoDB's rules: each attribute's name plus its value (UTF-8 bytes of
+    a string; about one byte per two significant digits, plus one, of a number)."""
+    size = 0
+    for name, value in item.items():
+        (kind, text), = value.items()
+        digits = len(text.lstrip("-").replace(".", "").strip("0")) or 1
+        size += len(name.encode()) + (len(text.encode()) if kind == "S" else (digits + 1) // 2 + 1)
+    return size
+
+
+def read_units(operation: str, parsed: dict) -> float:
+    """On-demand read request units of one answer. A Query of a (KEYS_ONLY) index reads
+    eventually consistently: half a unit per 4 KB of all its entries together, at least half.
+    A strongly consistent BatchGetItem: a unit per 4 KB of each item, rounded up per item."""
+    if operation == "Query":
+        return max(1, math.ceil(sum(item_bytes(i) for i in parsed["Items"]) / 4096)) * 0.5
+    return sum(math.ceil(item_bytes(i) / 4096) for items in parsed["Responses"].values() for i in items)
+
+
+def test_a_list_page_costs_four_queries_and_one_batch_get_of_its_jobs(moto_server, monkeypatch):
+    """480 jobs, the newest 120 as the dispatcher leaves them (done with the worker's scene, or
+    failed), so every shard holds more than a page: the requests and read units the README
+    states, for pages of 20 and of 100, of all jobs and of one state."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    dynamostore.create_table("jobs-list-cost")
+    client = dynamostore.make_client()
+    job_store = dynamostore.DynamoStore("jobs-list-cost", client=client)
+    for n in range(480):
+        job_id = f"0d4c3f0e-8f5a-4b8e-9c1d-{n:012d}"
+        job_store.create(job_id, {"prompt": "a spooky hallway", "seed": n, "style": "doom"}, "orch-cost", 30_000)
+        if n < 360:
+            continue
+        job_store.claim(job_id, "orch-cost", 30_000)
+        if n % 10:
+            job_store.finish(job_id, "orch-cost", JobState.DONE, result=scene.build_scene("a spooky hallway", n, "doom"))
+        else:
+            job_store.finish(job_id, "orch-cost", JobState.FAILED, error="the worker could not be reached")
+
+    answers: list[tuple[str, dict]] = []
+    client.meta.events.register("after-call.dynamodb",
+                                lambda model, parsed, **_: answers.append((model.name, parsed)))
+
+    def page(state: str | None, limit: int, before: str | None) -> tuple[int, collections.Counter[str], float, str]:
+        answers.clear()
+        jobs, after = job_store.list_jobs(state, limit, before)
+        requests = collections.Counter(operation for operation, _ in answers)
+        return len(jobs), requests, sum(read_units(operation, parsed) for operation, parsed in answers), after
+
+    first = page(None, 20, None)
+    assert first[:3] == (20, {"Query": 4, "BatchGetItem": 1}, 22.0)
+    assert page(None, 20, first[3])[:3] == (20, {"Query": 4, "BatchGetItem": 1}, 22.0)
+    # Each shard answers limit + 1 = 101 index entries of 126 bytes: 4 x 2.0 units, then 100 x 1.0.
+    assert page(None, 100, None)[:3] == (100, {"Query": 4, "BatchGetItem": 1}, 108.0)
+    assert page("queued", 100, None)[:3] == (100, {"Query": 4, "BatchGetItem": 1}, 106.0)  # 90 queued a shard
+    assert page("failed", 20, None)[:3] == (12, {"Query": 4, "BatchGetItem": 1}, 14.0)
+    assert page("canceled", 20, None)[:3] == (0, {"Query": 4}, 2.0)
