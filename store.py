@@ -216,8 +216,8 @@ class JobStore(Protocol):
         jobs, only those in ``state`` (one of ``LISTABLE_STATES``) unless it is None, and
         only those whose key is below ``before`` (the key a previous page returned) unless
         it is None. Returns the page and, when more jobs follow it, its last job's key
-        (else None). A page may hold fewer than ``limit`` jobs while more follow (DynamoDB
-        leaves out a job whose state changed between its index read and its item read)."""
+        (else None). A page may hold fewer than ``limit`` jobs while more follow: a job that
+        left ``state`` while the page was read is left out."""
 
 
 def _copy(job: dict[str, Any]) -> dict[str, Any]:
@@ -367,15 +367,18 @@ class MemoryStore:
 
     def list_jobs(self, state: str | None, limit: int, before: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """Walks the keys backwards from ``before``: no sort per request; a state filter skips
-        the jobs in other states (at most ``MEMORY_MAX_JOBS`` of them)."""
+        the jobs in other states (at most ``MEMORY_MAX_JOBS`` of them). Jobs are copied after
+        the lock is let go, as ``get`` does; one that left ``state`` meanwhile is left out."""
         check_limit(limit)
-        page: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
         with self._lock:
             end = len(self._created) if before is None else bisect.bisect_left(self._created, before)
             for i in range(end - 1, -1, -1):
                 job = self._jobs[self._created[i].partition("#")[2]]  # createdAt holds no "#"
                 if state is None or job["state"] == state:
-                    if len(page) == limit:
-                        return page, created_key(page[-1])
-                    page.append(_copy(job))
-        return page, None
+                    found.append(job)
+                    if len(found) > limit:
+                        break
+        page = [_copy(job) for job in found[:limit]]
+        after = created_key(page[-1]) if len(found) > limit else None
+        return [job for job in page if state is None or job["state"] == state], after
