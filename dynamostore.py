@@ -360,7 +360,8 @@ class DynamoStore:
             keys: list[dict[str, Any]] = [{"jobId": {"S": job_id}} for job_id in job_ids[start:start + 100]]
             while keys:
                 request = {self.table_name: {"Keys": keys, "ProjectionExpression": "jobId, #state",
-                                             "ExpressionAttributeNames": {"#state": "state"}}}
+                                             "ExpressionAttributeNames": {"#state": "state"},
+                                             "ConsistentRead": True}}  # a cancel is seen on the next tick
                 with cpugate.released():
                     out = _request(self._client, "batch_get_item", self.table_name, RequestItems=request)
                 for item in out.get("Responses", {}).get(self.table_name, []):

@@ -185,10 +185,10 @@ def job_events(h: JsonHandler, job_id: str) -> None:
                 since = job["updatedAt"]
                 data = logjson.dumps(public_view(job))
                 h.write_chunk(f"event: status\nid: {since}\ndata: {data}\n\n".encode())
-                if job["state"] in TERMINAL:
-                    break
-            else:
+            elif job["state"] not in TERMINAL:
                 h.write_chunk(b": still running\n\n")  # keeps proxies (and the ALB) from closing it
+            if job["state"] in TERMINAL:
+                break  # after its final event, or at once for a client that has seen it
             job = h.app.watch.wait(job_id, since, heartbeat)
         h.end_chunked()
 

@@ -371,7 +371,7 @@ def test_list_jobs_answers_public_views_newest_first_and_a_cursor_to_the_rest():
         "input": {"prompt": "p", "seed": 2, "style": None}, "attempts": 0}
     assert first["nextCursor"] == ("auijew3X1Vt7ImsiOiIyMDI3LTAxLTE1VDA4OjAwOjAxLjAwMFojMGQ0YzNmMGUtOGY1YS00YjhlLTljMWQt"
                                    "MmEzYjRjNWQ2ZTcxIiwicyI6bnVsbH0")
-    assert second[::2] == (200, {"jobs": [orchestrator.public_view(job_store.get(ids[0]))], "nextCursor": None})
+    assert second[::2] == (200, {"jobs": [jobapi.public_view(job_store.get(ids[0]))], "nextCursor": None})
 
 
 def test_list_jobs_filters_by_state_and_an_empty_store_lists_nothing():

@@ -573,7 +573,8 @@ def test_list_jobs_shows_each_job_as_get_does(backend):
     assert (jobs, after) == ([
         {**_queued("job-1"), "createdAt": "2027-01-15T08:00:01.000Z", "updatedAt": "2027-01-15T08:00:01.000Z",
          "leaseExpiresAt": 1_800_000_031_000},
-        {**_queued("job-r"), "state": "running", "attempts": 1}], None)
+        {**_queued("job-r"), "state": "running", "attempts": 1,
+         "updatedAt": "2027-01-15T08:00:00.001Z"}], None)  # claimed in its creation's millisecond
     assert jobs == [store.get("job-1"), store.get("job-r")]
     _assert_types(jobs[1])
 
@@ -643,3 +644,14 @@ def test_jobs_created_while_paging_do_not_shift_later_pages(backend):
 def test_list_jobs_refuses_a_limit_outside_1_to_100(backend, limit):
     with pytest.raises(ValueError, match=f"^limit must be from 1 to 100, got {limit}$"):
         backend.open().list_jobs(None, limit, None)
+
+
+def test_list_jobs_by_state_finds_canceled_jobs_and_no_longer_lists_them_where_they_were(backend):
+    store = backend.open()
+    _create_at(backend, store, *TWELVE[:3])
+    store.claim("job-01", "orch-a", LEASE_MS)
+    store.cancel("job-01")
+    store.cancel("job-02")
+    assert _ids(store.list_jobs("canceled", 20, None)) == (["job-02", "job-01"], None)
+    assert _ids(store.list_jobs("queued", 20, None)) == (["job-00"], None)
+    assert _ids(store.list_jobs("running", 20, None)) == ([], None)
