@@ -25,6 +25,7 @@ import hmac
 import http
 import os
 import re
+import select
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -351,6 +352,25 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def end_chunked(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
+
+    def pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` while the client waits for this response, but raise
+        ``ConnectionResetError`` as soon as it closes the connection: work nobody will read
+        stops at once, not at its next write. (Bytes of a pipelined request make the socket
+        readable too; then only a write can tell, so it sleeps the rest.)"""
+        deadline = time.monotonic() + seconds
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN | select.POLLRDHUP)
+        while (left := deadline - time.monotonic()) > 0:
+            if not poller.poll(left * 1000):
+                return
+            try:
+                if not self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    raise ConnectionResetError("the client closed the connection")
+            except BlockingIOError:
+                continue
+            time.sleep(max(deadline - time.monotonic(), 0))
+            return
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors the stdlib would send itself get our JSON shape, and the connection closes."""

@@ -82,8 +82,10 @@ class Worker:
         self.config = config
         self.slots = threading.BoundedSemaphore(config.max_concurrent_jobs)
 
-    def run(self, job_id: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Do the work, yielding progress events and finally the result event."""
+    def run(self, job_id: str, payload: dict[str, Any],
+            pause: Callable[[float], None] = time.sleep) -> Iterator[dict[str, Any]]:
+        """Do the work, yielding progress events and finally the result event. ``pause``
+        spends the simulated work's time (the handler's raises when the client has gone)."""
         started = time.monotonic()
         output = scene.build_scene(payload["prompt"], payload["seed"], payload["style"])
         phase_s = self.config.work_ms / 1000 / len(scene.WORK_PHASES)
@@ -93,7 +95,7 @@ class Worker:
             phase_end = time.monotonic() + phase_s
             last = index / len(scene.WORK_PHASES)
             while (left := phase_end - time.monotonic()) > 0:
-                time.sleep(min(tick_s, left))
+                pause(min(tick_s, left))
                 left = phase_end - time.monotonic()  # one reading per tick: done < 1 below
                 tick = round((index + 1 - left / phase_s) / len(scene.WORK_PHASES), 4)
                 if left > 0 and last < tick < (index + 1) / len(scene.WORK_PHASES):
@@ -135,7 +137,7 @@ def process(h: WorkerHandler) -> tuple[int, dict[str, Any]] | None:
         log.info("job started", seed=payload["seed"], style=payload["style"])
         cpugate.leave_if_held()  # the work takes seconds: it must not hold a slot of the CPU gate
         started = time.monotonic()
-        events = worker.run(job_id, payload)
+        events = worker.run(job_id, payload, h.pause)
         if NDJSON in (h.headers.get("Accept") or ""):
             _stream(h, events)
             answer = None

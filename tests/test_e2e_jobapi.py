@@ -72,6 +72,29 @@ def test_a_running_job_is_canceled_and_its_worker_stops(stack, store_env):
     assert (line["JobCanceled"], line["JobFailed"], line["JobSucceeded"], line["state"]) == (1, 0, 0, "canceled")
 
 
+@pytest.mark.parametrize("accept", ["application/x-ndjson", "application/json"])
+def test_the_worker_stops_as_soon_as_its_client_goes_away_not_at_its_next_progress_tick(services, accept):
+    """With a 30 s tick there is nothing to write for 30 s: the worker must notice the closed
+    connection while it waits, so a canceled job costs no more work (nor a worker slot)."""
+    worker = services("worker.py", {"WORK_MS": "600000", "PROGRESS_TICK_MS": "30000", "MAX_CONCURRENT_JOBS": "1"})
+    host, port = worker.url.removeprefix("http://").split(":")
+    body = json.dumps({"jobId": "job-gone", "payload": PAYLOAD | {"style": None}})
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/process", body, {"Content-Type": "application/json", "Accept": accept})
+    wait_until(lambda: [x for x in worker.lines() if x["message"] == "job started"], 10, "the job starting")
+    closed_at = time.monotonic()
+    conn.close()
+    wait_until(lambda: [x for x in worker.lines() if x["message"] == "client went away"], 10, "the worker stopping")
+    assert time.monotonic() - closed_at < 10  # the next tick was 30 s away
+    assert [x for x in worker.lines() if x["message"] == "job finished"] == []
+    # Its one slot is free again: the next job streams (200), it is not refused as busy (503).
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/process", body.replace("job-gone", "job-next"),
+                 {"Content-Type": "application/json", "Accept": "application/x-ndjson"})
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
 def test_a_queued_job_is_canceled_and_never_runs(stack, store_env):
     worker, orch = stack(worker_env={"WORK_MS": "3000"},
                          orchestrator_env={**store_env, "MAX_CONCURRENT_JOBS": "1"})
