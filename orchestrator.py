@@ -4,11 +4,12 @@ route table and wiring.
 ``POST /generate-scene`` validates a job, records it as ``queued`` and answers 202 at
 once; ``dispatcher.Dispatcher`` runs it on the worker in the background. ``GET
 /status/<jobId>`` reads the job from the store (and may wait for a change), ``GET
-/status/<jobId>/events`` streams its changes, ``POST /jobs/<jobId>/cancel`` cancels it, ``GET /jobs`` lists jobs newest first, a
-page at a time: those handlers are in ``jobapi``. ``GET /healthz`` says the process is up (liveness: it
-touches nothing else, so the container healthcheck never kills a task for a store blip);
-``GET /readyz`` says its background loops are doing their work (readiness, for the load
-balancer's target health). ``GET /openapi.json`` describes the API (``apidoc``).
+/status/<jobId>/events`` streams its changes, ``POST /jobs/<jobId>/cancel`` cancels it,
+``GET /jobs`` lists jobs newest first, a page at a time: those handlers are in ``jobapi``.
+``GET /healthz`` says the process is up (liveness: it touches nothing else, so the
+container healthcheck never kills a task for a store blip); ``GET /readyz`` says its
+background loops are doing their work (readiness, for the load balancer's target health).
+``GET /openapi.json`` describes the API (``apidoc``).
 
 Run: ``python orchestrator.py`` (configuration from the environment; see README).
 """

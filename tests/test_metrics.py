@@ -61,10 +61,10 @@ def test_job_metrics_writes_one_emf_log_line_per_finished_job():
         "_aws": {"CloudWatchMetrics": [{
             "Namespace": "GhostEngine", "Dimensions": [["Service", "Environment"]],
             "Metrics": [{"Name": "JobSucceeded", "Unit": "Count"}, {"Name": "JobFailed", "Unit": "Count"},
-                        {"Name": "JobDurationMs", "Unit": "Milliseconds"},
+                        {"Name": "JobCanceled", "Unit": "Count"}, {"Name": "JobDurationMs", "Unit": "Milliseconds"},
                         {"Name": "JobQueueWaitMs", "Unit": "Milliseconds"}]}]},
         "Service": "orchestrator", "Environment": "dev",
-        "JobSucceeded": 0, "JobFailed": 1, "JobDurationMs": 3250, "JobQueueWaitMs": 125,
+        "JobSucceeded": 0, "JobFailed": 1, "JobCanceled": 0, "JobDurationMs": 3250, "JobQueueWaitMs": 125,
         "state": "failed", "attempts": 2,
     }
 

@@ -140,7 +140,7 @@ OK_TIMELINE = [
     "<ts> worker       INFO    request  requestId=trace-ok-1 method=POST path=/process status=200 durationMs=<ms>",
     "<ts> orchestrator INFO    job finished  requestId=trace-ok-1 state=done attempts=1",
     "<ts> orchestrator INFO    job metrics  requestId=trace-ok-1 Service=orchestrator Environment=test JobSucceeded=1 "
-    "JobFailed=0 JobDurationMs=<ms> JobQueueWaitMs=<ms> state=done attempts=1",
+    "JobFailed=0 JobCanceled=0 JobDurationMs=<ms> JobQueueWaitMs=<ms> state=done attempts=1",
 ]
 # Causally ordered events of the succeeded job (the access lines race with their neighbours).
 OK_CHAIN = [("orchestrator", "job accepted"), ("orchestrator", "job claimed"), ("worker", "job started"),
@@ -160,7 +160,7 @@ def failed_timeline(dead_url: str) -> list[str]:
         f"error=WorkerError: {refused} (gave up after 1 retry in <s> s)",
         "<ts> orchestrator INFO    job finished  requestId=trace-failed-1 state=failed attempts=1",
         "<ts> orchestrator INFO    job metrics  requestId=trace-failed-1 Service=orchestrator Environment=test "
-        "JobSucceeded=0 JobFailed=1 JobDurationMs=<ms> JobQueueWaitMs=<ms> state=failed attempts=1",
+        "JobSucceeded=0 JobFailed=1 JobCanceled=0 JobDurationMs=<ms> JobQueueWaitMs=<ms> state=failed attempts=1",
     ]
 
 

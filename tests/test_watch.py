@@ -77,10 +77,9 @@ def test_a_shared_store_is_read_once_per_poll_interval_while_nobody_writes_here(
 
 def test_waiting_requests_are_bounded_and_the_slots_come_back():
     _, watch, _ = watched(max_waiting=2)
-    with watch.admit(), watch.admit():
-        with pytest.raises(TooManyWaiting, match="^2 requests are waiting already$"):
-            with watch.admit():
-                pass
+    with watch.admit(), watch.admit(), pytest.raises(TooManyWaiting, match="^2 requests are waiting already$"), \
+            watch.admit():
+        pass
     with watch.admit(), watch.admit():
         pass
 
