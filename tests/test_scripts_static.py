@@ -38,7 +38,7 @@ def run_smoke(script, *args: str, timeout: float = 60, **env: str):
 
 
 def test_the_known_scripts_exist():
-    assert [p.name for p in SCRIPTS] == ["deploy.sh", "smoke-test.sh", "trace.sh"]
+    assert [p.name for p in SCRIPTS] == ["deploy.sh", "smoke-test.sh", "trace.sh", "verify-deployment.sh"]
     assert [p.name for p in LIBRARIES] == ["errors.sh"]
 
 
@@ -73,6 +73,7 @@ USAGE_ENDS = {
     "smoke-test": ("[options] [BASE_URL]", "Exit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage."),
     "trace": ("[options] JOB_ID [LOG_FILE...]",
               "Exit status: 0 lines found; 1 no lines found or the AWS CLI failed; 2 bad usage."),
+    "verify-deployment": ("[options] BASE_URL", "Exit status: 0 no check failed; 1 a check failed; 2 bad usage."),
 }
 
 
