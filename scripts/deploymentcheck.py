@@ -108,8 +108,8 @@ def smoke(out_path: str, err_path: str, status: str) -> str:
         lines.append(f"FAIL\t0\tno job id: {error}")
         lines.append("SKIP\t0\tno job to follow")
     total = int(stamped[-1][0]) if stamped else 0
-    lines.append(f"PASS\t{total}\tsmoke-test.sh passed: job {job_id} done" if status == "0"
-                 else f"FAIL\t{total}\tsmoke-test.sh exit {status}: {error}")
+    lines.append(f"PASS\t{total}\tsmoke test passed: job {job_id} done" if status == "0"
+                 else f"FAIL\t{total}\tsmoke test exit {status}: {error}")
     return "\n".join(lines)
 
 

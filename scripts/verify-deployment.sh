@@ -47,10 +47,12 @@ Usage: ${PROG} [options] BASE_URL
 
 Checks every "Done means Done" of the four steps against a deployed stack and prints one line
 per check (PASS, FAIL or SKIP, the evidence, the time it took), grouped by step:
-  1. Kernel         /healthz; smoke-test.sh BASE_URL: its job accepted, /status moving to done
+  1. Kernel         /healthz; the smoke test against BASE_URL: its job accepted, /status
+                    moving to done, the smoke test passing
   2. Persistence    the job's row in the table as /status shows it; --restart: see below
   3. Observability  the job's log lines in both log groups threaded by one request id
-                    (trace.sh --cloudwatch); log retention; JobSucceeded in the last ${WINDOW_MINUTES} min; alarms
+                    (the trace script, --cloudwatch); log retention; JobSucceeded in the last
+                    ${WINDOW_MINUTES} min; the alarms
   4. Deploy         each service runs an image tagged with a 40-hex commit SHA, its PRIMARY
                     rollout COMPLETED with running = desired; /healthz still green
 Read-only, apart from the smoke test's one job. Names default to the Terraform's.
@@ -243,7 +245,7 @@ check_logs() {
   [[ -n "${job_id}" ]] || { result="SKIP" evidence="no job: the smoke test submitted none"; return; }
   local deadline=$(($(now_ms) + wait_seconds * 1000))
   while true; do
-    AWS_REGION="${region}" ORCHESTRATOR_LOG_GROUP="${groups[0]}" WORKER_LOG_GROUP="${groups[1]}" \
+    env AWS_REGION="${region}" ORCHESTRATOR_LOG_GROUP="${groups[0]}" WORKER_LOG_GROUP="${groups[1]}" \
       "${HERE}/trace.sh" --cloudwatch --since "${WINDOW_MINUTES}" "${job_id}" \
       >"${WORKDIR}/trace.out" 2>"${WORKDIR}/trace.err" </dev/null || true
     judge threaded "${job_id}" "${request_id}" "${WORKDIR}/trace.err" <"${WORKDIR}/trace.out"
