@@ -1,6 +1,6 @@
 """The GitHub Actions workflows: triggers, least privilege, pinned actions, no template injection,
 one test job (the reusable test.yml, called by ci.yml and deploy.yml), and the deploy sequence
-(test -> build-push -> deploy.sh <sha> -> smoke test). zizmor audits them too.
+(test -> build-push -> deploy.sh <sha> -> smoke test -> verify-deployment.sh). zizmor audits them too.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_checkouts_do_not_persist_credentials():
 
 def test_no_expression_is_expanded_inside_a_run_script():
     runs = [step["run"] for _, _, job in jobs_with_steps() for step in job["steps"] if "run" in step]
-    assert len(runs) == 6
+    assert len(runs) == 7
     for script in runs:
         assert "${{" not in script, script
 
@@ -196,7 +196,20 @@ def test_deploy_job_runs_deploy_script_with_the_sha_then_the_smoke_test():
     assert runs[0]["run"] == 'scripts/deploy.sh "$GITHUB_SHA"'
     assert runs[1]["env"] == {"ALB_URL": "${{ vars.ALB_URL }}"}
     assert runs[1]["run"].rstrip().splitlines()[-1] == 'scripts/smoke-test.sh "$ALB_URL"'
-    assert len(runs) == 2
+    assert len(runs) == 3
+
+
+def test_deploy_job_then_verifies_the_deployment_read_only_failing_the_run_on_a_failed_check():
+    """The last step runs verify-deployment.sh on the commit just deployed, without --restart. A run
+    step is `bash -e`: the script's exit 1 (a FAIL line) fails the step, the job and the run."""
+    job = load("deploy.yml")["jobs"]["deploy"]
+    runs = [s for s in job["steps"] if "run" in s]
+    verify = job["steps"][-1]
+    assert verify is runs[-1] and runs.index(verify) > 0  # after deploy.sh
+    assert verify["run"] == 'scripts/verify-deployment.sh --expect-tag "$GITHUB_SHA" "$ALB_URL"'
+    assert verify["env"] == {"ALB_URL": "${{ vars.ALB_URL }}"}
+    assert "--restart" not in verify["run"]
+    assert not {"continue-on-error", "if", "shell"} & set(verify)
 
 
 def test_zizmor_offline_reports_nothing():
