@@ -409,6 +409,7 @@ def test_github_role_trusts_only_main_of_the_repository_and_may_only_deploy(stac
                for s in document["Statement"]}
     ecr = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository"
     ecs = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}"
+    logs = f"arn:aws:logs:{REGION}:{ACCOUNT}"
     assert granted == {
         "EcrLogin": (["ecr:GetAuthorizationToken"], ["*"], None),
         "EcrPushAndCheck": (
@@ -423,6 +424,17 @@ def test_github_role_trusts_only_main_of_the_repository_and_may_only_deploy(stac
              f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ghost-engine-worker-dev:*"],
             {"StringEquals": {"ecs:CreateAction": "RegisterTaskDefinition"}}),
         "EcsServices": (["ecs:DescribeServices", "ecs:UpdateService"], [f"{ecs}/orchestrator", f"{ecs}/worker"], None),
+        # scripts/verify-deployment.sh after deploy.sh: exactly the reads it makes besides the two
+        # ECS ones above (tests/test_verify_deployment.py records its calls and compares).
+        "VerifyJobRow": (["dynamodb:GetItem"], [TABLE_ARN], None),
+        "VerifyLogLines": (["logs:FilterLogEvents"], sorted(
+            f"{logs}:log-group:/ecs/ghost-engine-{name}-dev{suffix}"
+            for name in ("orchestrator", "worker") for suffix in ("", ":*")), None),
+        "VerifyLogRetention": (["logs:DescribeLogGroups"], [f"{logs}:log-group:*"], None),
+        "VerifyMetric": (["cloudwatch:GetMetricStatistics"], ["*"], None),
+        "VerifyAlarms": (["cloudwatch:DescribeAlarms"], sorted(
+            f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:ghost-engine-{name}-dev"
+            for name in ("alb-5xx", "job-failed", "orchestrator-running-tasks", "worker-running-tasks")), None),
         "PassEcsRoles": (
             ["iam:PassRole"],
             [f"{ROLE_ARN}/ghost-engine-ecs-execution-dev", f"{ROLE_ARN}/ghost-engine-orchestrator-task-dev",

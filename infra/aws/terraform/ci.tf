@@ -1,7 +1,7 @@
 # GitHub Actions deploys through OIDC: no stored AWS keys. The role trusts only workflow runs of
 # var.github_repository on var.github_ref, and may do only what the deploy does: push images to
-# the two repositories, register task definitions, update and watch the two services, and pass
-# the three ECS roles to ECS.
+# the two repositories, register task definitions, update and watch the two services, pass
+# the three ECS roles to ECS, and read what scripts/verify-deployment.sh checks afterwards.
 
 resource "aws_iam_openid_connect_provider" "github" {
   count = var.github_oidc_provider_arn == null ? 1 : 0
@@ -50,7 +50,7 @@ resource "aws_iam_role" "github_actions" {
 }
 
 data "aws_iam_policy_document" "github_deploy" {
-  #checkov:skip=CKV_AWS_356: ecr:GetAuthorizationToken and ecs Describe/RegisterTaskDefinition support no resource ARNs; every other statement names its ARNs.
+  #checkov:skip=CKV_AWS_356: ecr:GetAuthorizationToken, ecs Describe/RegisterTaskDefinition and cloudwatch:GetMetricStatistics support no resource ARNs; every other statement names its ARNs.
   #checkov:skip=CKV_AWS_111: as above: the only "*" resources are actions that cannot be scoped.
   statement {
     sid       = "EcrLogin"
@@ -97,6 +97,41 @@ data "aws_iam_policy_document" "github_deploy" {
     sid       = "EcsServices"
     actions   = ["ecs:UpdateService", "ecs:DescribeServices"]
     resources = [for service in aws_ecs_service.this : service.id] # The service ARN.
+  }
+
+  # scripts/verify-deployment.sh runs after deploy.sh (without --restart). Besides the two ECS
+  # reads above it reads the smoke test's job row, both log groups (trace.sh --cloudwatch and
+  # their retention), the JobSucceeded metric and the alarms: read actions only, on those.
+  statement {
+    sid       = "VerifyJobRow"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.this.arn]
+  }
+
+  statement {
+    sid     = "VerifyLogLines"
+    actions = ["logs:FilterLogEvents"]
+    # Each group's ARN without and with the ":*" suffix (log-group actions are matched on both forms).
+    resources = flatten([for group in aws_cloudwatch_log_group.this : [group.arn, "${group.arn}:*"]])
+  }
+
+  statement {
+    sid       = "VerifyLogRetention"
+    actions   = ["logs:DescribeLogGroups"]
+    resources = ["arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:*"] # A listing call.
+  }
+
+  statement {
+    sid       = "VerifyMetric"
+    actions   = ["cloudwatch:GetMetricStatistics"]
+    resources = ["*"] # Not resource-scoped by AWS.
+  }
+
+  statement {
+    sid     = "VerifyAlarms"
+    actions = ["cloudwatch:DescribeAlarms"]
+    resources = concat([aws_cloudwatch_metric_alarm.alb_5xx.arn, aws_cloudwatch_metric_alarm.job_failed.arn],
+    [for alarm in aws_cloudwatch_metric_alarm.running_tasks : alarm.arn])
   }
 
   statement {
