@@ -29,7 +29,7 @@ import boto3
 import pytest
 
 import scriptrun
-from conftest import MotoServer, Service, create_table, serving_in_thread, stop_process
+from conftest import ROOT, MotoServer, Service, create_table, serving_in_thread, stop_process
 
 VERIFY = scriptrun.SCRIPTS / "verify-deployment.sh"
 SHA = "3f9c2a1b7e4d5c6f8a9b0c1d2e3f4a5b6c7d8e9f"
@@ -353,6 +353,20 @@ def test_every_check_passes_against_a_healthy_deployment_with_restart(deployment
 DEPLOY_ROLE_VERIFY_ACTIONS = {
     "dynamodb:GetItem", "logs:FilterLogEvents", "logs:DescribeLogGroups", "cloudwatch:GetMetricStatistics",
     "cloudwatch:DescribeAlarms", "ecs:DescribeServices", "ecs:DescribeTaskDefinition"}
+
+
+def test_readme_and_the_deploy_role_list_the_same_iam_actions_as_the_calls_need():
+    """README's table of calls names each IAM action; ci.tf's Verify statements grant the reads the
+    deploy role did not already have, and nothing more."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("## Verify a deployment", 1)[1]
+    table = [row.split("|")[2].strip(" `") for row in readme.splitlines() if row.startswith("| `")]
+    assert set(table) - {"none (reads the local profile)"} == set(AWS_CALL_ACTIONS.values())
+    ci_tf = (ROOT / "infra" / "aws" / "terraform" / "ci.tf").read_text(encoding="utf-8")
+    verify_statements = re.findall(r'sid += "Verify\w+"\s+actions += \[([^\]]*)\]', ci_tf)
+    granted = {action for group in verify_statements for action in re.findall(r'"([^"]+)"', group)}
+    assert len(verify_statements) == 5
+    assert granted | {"ecs:DescribeServices", "ecs:DescribeTaskDefinition"} == DEPLOY_ROLE_VERIFY_ACTIONS
+    assert '"ecs:DescribeTaskDefinition"' in ci_tf and '"ecs:DescribeServices"' in ci_tf  # deploy.sh's
 
 
 def failing(proc, names: list[str]) -> None:
