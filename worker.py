@@ -83,9 +83,11 @@ class Worker:
         self.slots = threading.BoundedSemaphore(config.max_concurrent_jobs)
 
     def run(self, job_id: str, payload: dict[str, Any],
-            pause: Callable[[float], None] = time.sleep) -> Iterator[dict[str, Any]]:
+            pause: Callable[[float], None] | None = None) -> Iterator[dict[str, Any]]:
         """Do the work, yielding progress events and finally the result event. ``pause``
-        spends the simulated work's time (the handler's raises when the client has gone)."""
+        spends the simulated work's time (``time.sleep`` unless given; the handler's raises
+        when the client has gone)."""
+        pause = pause or time.sleep
         started = time.monotonic()
         output = scene.build_scene(payload["prompt"], payload["seed"], payload["style"])
         phase_s = self.config.work_ms / 1000 / len(scene.WORK_PHASES)
