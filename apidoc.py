@@ -16,7 +16,7 @@ import pathlib
 from dataclasses import dataclass
 
 import logjson
-from httpkit import JSON_TYPE, JsonHandler
+from httpkit import JSON_TYPE, JsonHandler, etag_matches
 
 DOCUMENT_PATH = pathlib.Path(__file__).resolve().with_name("openapi.json")
 
@@ -44,13 +44,6 @@ def serve(h: JsonHandler) -> None:
     ``If-None-Match`` names its tag."""
     document: ApiDocument = h.app.api_document
     headers = {"ETag": document.etag, "Cache-Control": "no-cache"}
-    status = 304 if _matches(h.headers.get("If-None-Match"), document.etag) else 200
+    status = 304 if etag_matches(h.headers.get("If-None-Match"), document.etag) else 200
     h.send_body(status, JSON_TYPE, document.body, headers)
 
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110 13.1.2: ``*`` or any listed tag, compared weakly (a ``W/`` prefix is ignored)."""
-    if if_none_match is None:
-        return False
-    tags = [tag.strip() for tag in if_none_match.split(",")]
-    return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)

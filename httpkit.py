@@ -102,6 +102,15 @@ def check_bearer(authorization: str | None, token: str) -> None:
                         "route needs", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag`` (RFC 9110 13.1.2): ``*`` or any
+    listed tag, compared weakly (a ``W/`` prefix is ignored)."""
+    if if_none_match is None:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)
+
+
 class JsonHandler(BaseHTTPRequestHandler):
     """Request handler for JSON services. Subclasses set ``router`` and ``error_map``, and
     ``bearer_token``/``public_paths`` to require a token.

@@ -9,7 +9,8 @@ once; ``dispatcher.Dispatcher`` runs it on the worker in the background. ``GET
 ``GET /healthz`` says the process is up (liveness: it touches nothing else, so the
 container healthcheck never kills a task for a store blip); ``GET /readyz`` says its
 background loops are doing their work (readiness, for the load balancer's target health).
-``GET /openapi.json`` describes the API (``apidoc``).
+``GET /openapi.json`` describes the API (``apidoc``). ``GET /`` (and ``/console``) is the web
+console: static files that call this API (``webconsole``).
 
 Run: ``python orchestrator.py`` (configuration from the environment; see README).
 """
@@ -29,6 +30,7 @@ import httpserver
 import jobapi
 import logjson
 import store
+import webconsole
 from config import ConfigError, Env
 from dispatcher import DispatchConfig, Dispatcher, IdempotencyKeyReused, QueueFull
 from httpkit import HTTPError, JsonHandler, Router
@@ -126,6 +128,7 @@ class Orchestrator:
     dispatcher: Dispatcher
     watch: JobWatch
     api_document: apidoc.ApiDocument = field(default_factory=apidoc.load)  # read at start: a bad file stops it
+    console: webconsole.Console = field(default_factory=webconsole.load)  # the same
 
 
 def healthz(_h: JsonHandler) -> tuple[int, dict[str, Any]]:
@@ -152,6 +155,13 @@ ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
     ("GET", "/healthz"): healthz,
     ("GET", "/readyz"): readyz,
     ("GET", "/openapi.json"): apidoc.serve,
+    # The web console's files (webconsole.FILES): the page, its module, style and icon.
+    ("GET", "/"): webconsole.serve,
+    ("GET", "/console"): webconsole.serve,
+    ("GET", "/console/app.js"): webconsole.serve,
+    ("GET", "/console/app.css"): webconsole.serve,
+    ("GET", "/console/icon.svg"): webconsole.serve,
+    ("GET", "/favicon.ico"): webconsole.serve,
 }
 
 
@@ -178,8 +188,9 @@ class OrchestratorHandler(JsonHandler):
     error_map = {store.StoreUnavailable: _unavailable, store.StoreFull: _full,
                  store.StoreMisconfigured: _misconfigured, QueueFull: _queue_full,
                  IdempotencyKeyReused: jobapi.idempotency_key_reused, TooManyWaiting: jobapi.too_many_waiting}
-    # Open even with API_TOKEN: the ALB's and ECS's health checks, and the API's description.
-    public_paths = frozenset({"/healthz", "/readyz", "/openapi.json"})
+    # Open even with API_TOKEN: the ALB's and ECS's health checks, the API's description, and
+    # the console's files (the page asks for the token; the API calls it makes carry it).
+    public_paths = frozenset({"/healthz", "/readyz", "/openapi.json", *webconsole.FILES})
 
     def bearer_token(self) -> str | None:
         return self.app.config.api_token

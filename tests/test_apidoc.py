@@ -69,7 +69,8 @@ def test_the_document_is_valid_openapi_3_1():
 def test_every_route_is_documented_and_every_documented_operation_is_a_route():
     assert set(documented_operations()) == set(orchestrator.ROUTES) | AHEAD_OF_ROUTES
     assert {"/healthz", "/readyz", "/status/{jobId}", "/status/{jobId}/events", "/jobs/{jobId}/cancel", "/jobs",
-            "/generate-scene", "/openapi.json"} == set(DOCUMENT["paths"])
+            "/generate-scene", "/openapi.json", "/", "/console", "/console/app.js", "/console/app.css",
+            "/console/icon.svg", "/favicon.ico"} == set(DOCUMENT["paths"])
 
 
 def test_operations_outside_the_public_paths_and_only_those_require_the_bearer_token():

@@ -131,12 +131,18 @@ def test_copied_python_files_are_exactly_the_runtime_modules():
     assert "healthcheck.py" in copied
 
 
-def test_the_only_other_copies_are_requirements_and_the_api_description_the_orchestrator_serves():
-    """apidoc.py reads openapi.json beside itself at start; without it the orchestrator exits 2."""
+def test_the_only_other_copies_are_requirements_and_the_files_the_orchestrator_serves():
+    """apidoc.py reads openapi.json beside itself at start, webconsole.py the console's files in
+    console/; without them the orchestrator exits 2."""
     import apidoc
+    import webconsole
 
-    assert {s for s in copy_sources() if not s.endswith(".py")} == {"requirements.txt", apidoc.DOCUMENT_PATH.name}
+    console_files = {f"console/{name}" for name, _ in webconsole.FILES.values()}
+    assert console_files == {"console/index.html", "console/app.js", "console/app.css", "console/icon.svg"}
+    assert {s for s in copy_sources() if not s.endswith(".py")} == {
+        "requirements.txt", apidoc.DOCUMENT_PATH.name, *console_files}
     assert apidoc.DOCUMENT_PATH.parent == ROOT
+    assert webconsole.CONSOLE_DIR == ROOT / "console"
 
 
 def test_healthcheck_entry_point_imports_no_repo_module():
@@ -209,6 +215,7 @@ def image_dir(tmp_path_factory):
     """A directory holding only what the Dockerfile copies, as /app in the image."""
     app = tmp_path_factory.mktemp("app")
     for source in copy_sources():
+        (app / source).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / source, app / source)
     return app
 
@@ -264,3 +271,12 @@ def test_orchestrator_started_from_copied_files_only_serves_the_repository_api_d
     with urllib.request.urlopen(url, timeout=10) as resp:
         assert (resp.status, resp.headers["Content-Type"]) == (200, "application/json")
         assert json.loads(resp.read()) == json.loads((ROOT / "openapi.json").read_text(encoding="utf-8"))
+
+
+def test_orchestrator_started_from_copied_files_only_serves_the_web_console(services_from_image_dir):
+    """The COPY into ./console/ puts the files where webconsole.py looks for them."""
+    base = f"http://127.0.0.1:{services_from_image_dir['orchestrator']}"
+    for path, name in (("/", "index.html"), ("/console/app.js", "app.js"), ("/console/app.css", "app.css"),
+                       ("/favicon.ico", "icon.svg")):
+        with urllib.request.urlopen(base + path, timeout=10) as resp:
+            assert (resp.status, resp.read()) == (200, (ROOT / "console" / name).read_bytes()), path

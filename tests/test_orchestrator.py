@@ -481,5 +481,7 @@ def test_with_an_api_token_the_job_routes_need_it_and_health_stays_open():
     assert len(job_store) == 1
 
 
-def test_the_public_paths_are_health_readiness_and_the_api_description():
-    assert orchestrator.OrchestratorHandler.public_paths == {"/healthz", "/readyz", "/openapi.json"}
+def test_the_public_paths_are_health_readiness_the_api_description_and_the_console_files():
+    assert orchestrator.OrchestratorHandler.public_paths == {
+        "/healthz", "/readyz", "/openapi.json",
+        "/", "/console", "/console/app.js", "/console/app.css", "/console/icon.svg", "/favicon.ico"}
