@@ -136,7 +136,8 @@ function readForm() {
     problems.push(["seed", `seed must fit a signed 64-bit integer (${SEED_MIN}..${SEED_MAX}), got ${seed}`]);
   }
   if ([...style].length > STYLE_MAX) problems.push(["style", `style is ${[...style].length} characters; the limit is ${STYLE_MAX}`]);
-  return { input: { prompt, seed: seed ? BigInt(seed).toString() : null, style: style || null }, problems };
+  const exactSeed = seed && SEED_RE.test(seed) ? BigInt(seed).toString() : null;
+  return { input: { prompt, seed: exactSeed, style: style || null }, problems };
 }
 
 // The body by hand, so a seed keeps every digit (JSON.stringify would go through a double).
@@ -410,11 +411,12 @@ function drawScene(result) {
 
   const roomLayer = svgElement("g", { class: "rooms" });
   for (const room of scene.rooms) {
-    const group = svgElement("g", { class: "room-group" });
-    group.append(svgElement("rect", { class: "room", "data-room": room.id, x: u(room.x), y: u(room.y), width: u(room.w),
-                                      height: u(room.h), fill: palette[0], "fill-opacity": "0.6", stroke: palette[2] }));
-    group.append(svgElement("text", { class: "room-label", x: u(room.x) + 6, y: u(room.y) + 18 }, `${room.kind} ${room.id}`));
-    roomLayer.append(group);
+    roomLayer.append(svgElement("rect", { class: "room", "data-room": room.id, x: u(room.x), y: u(room.y), width: u(room.w),
+                                         height: u(room.h), fill: palette[0], "fill-opacity": "0.6", stroke: palette[2] }));
+  }
+  const labelLayer = svgElement("g", { class: "room-labels" }); // drawn last: never under a marker
+  for (const room of scene.rooms) {
+    labelLayer.append(svgElement("text", { class: "room-label", x: u(room.x) + 6, y: u(room.y) + 18 }, `${room.kind} ${room.id}`));
   }
 
   const doorLayer = svgElement("g", { class: "doors" });
@@ -439,7 +441,7 @@ function drawScene(result) {
     group.append(svgElement("text", { class: "entity-label", x: cx + 9, y: cy + 4 }, String(entity.type)));
     entityLayer.append(group);
   }
-  svg.append(lights, roomLayer, doorLayer, entityLayer);
+  svg.append(lights, roomLayer, doorLayer, entityLayer, labelLayer);
   return svg;
 }
 
