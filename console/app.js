@@ -188,7 +188,7 @@ function onSubmit(event) {
 
 // -- watching a job --------------------------------------------------------------------------
 
-let current = null; // { id, job, generation, source, elapsedTimer, drawnDigest }
+let current = null; // { id, job, source, elapsedTimer, drawnDigest }
 let generation = 0;
 let pendingRerun = null; // { jobId, ofJobId, svg }: the rerun whose drawing is compared
 
@@ -202,7 +202,7 @@ function stopWatching() {
 async function openJob(id) {
   stopWatching();
   const mine = generation;
-  current = { id, job: null, generation: mine, source: null, elapsedTimer: null, drawnDigest: null };
+  current = { id, job: null, source: null, elapsedTimer: null, drawnDigest: null };
   resetJobView(id);
   markCurrentInList();
   let job;
@@ -274,8 +274,7 @@ async function cancelJob() {
   $("cancel-button").disabled = true;
   try {
     const job = await api("POST", `/jobs/${current.id}/cancel`);
-    if (mine === generation) render(job);
-    loadRecent();
+    if (mine === generation) render(job); // the list is refreshed as the job ends
   } catch (error) {
     if (mine === generation) showJobError(error.message);
   }
@@ -285,8 +284,9 @@ function rerunJob() {
   if (!current || !current.job) return;
   const { prompt, seed, style } = current.job.input;
   const svg = $("scene").querySelector("svg");
-  const rerunOf = { ofJobId: current.id, digest: current.job.result ? current.job.result.digest : null,
-                    svg: svg ? new XMLSerializer().serializeToString(svg) : null };
+  const rerunOf = svg && current.job.result  // a drawing to compare the new one with
+    ? { ofJobId: current.id, digest: current.job.result.digest, svg: new XMLSerializer().serializeToString(svg) }
+    : null;
   submitJob({ prompt, seed: seed === null ? null : String(seed), style }, rerunOf);
 }
 
