@@ -144,7 +144,8 @@ def page_weight(metrics: dict[str, Any], base: str) -> dict[str, int]:
 
 def assert_scene_matches_result(page: Any, result: dict[str, Any]) -> None:
     scene = result["scene"]
-    assert page.locator("#scene svg rect.room").count() == len(scene["rooms"]) >= 3
+    rooms = page.eval_on_selector_all("#scene svg rect.room", "rs => rs.length")
+    assert rooms == len(scene["rooms"]) >= 3, (rooms, page.inner_text("#job"), scene)
     assert page.eval_on_selector_all("#scene svg rect.room", "rs => rs.map(r => r.dataset.room)") == [
         room["id"] for room in scene["rooms"]]
     assert page.locator("#scene svg line.door").count() == len(scene["doors"])
@@ -179,6 +180,7 @@ def test_submit_watch_draw_rerun_reload_and_an_html_prompt_shown_as_text(stack, 
     progress = page.evaluate("() => window.progressSeen")
     assert progress == sorted(progress) and progress[-1] == 1 and [p for p in progress if 0 < p < 1], progress
 
+    assert record.errors == []  # a script error would leave the drawing out: say so first
     job = status(orch.url, first)
     assert (job["state"], job["input"]) == ("done", {"prompt": "a haunted library above a dark cellar",
                                                       "seed": 4242, "style": "noir"})
