@@ -136,6 +136,15 @@ class Logger:
     def log(self, level: str, message: str, exc: BaseException | None = None, **fields: Any) -> None:
         if LEVELS[level] < self.threshold:
             return
+        self._write_line(level, message, exc, fields)
+
+    def metric(self, message: str, **fields: Any) -> None:
+        """Write an EMF document as an INFO line whatever ``LOG_LEVEL`` says: the alarms
+        read metrics from these lines, and with ``treat_missing_data = notBreaching`` a
+        level that dropped them would keep every alarm OK forever."""
+        self._write_line("INFO", message, None, fields)
+
+    def _write_line(self, level: str, message: str, exc: BaseException | None, fields: dict[str, Any]) -> None:
         line: dict[str, Any] = {
             "timestamp": iso_utc(time.time()),
             "level": level,

@@ -1,7 +1,8 @@
 """CloudWatch Embedded Metric Format (EMF), written by hand as JSON lines on stdout.
 
 ``build_emf`` is pure: it returns the EMF document for some metric values. ``JobMetrics``
-writes one per finished job through the log writer, so each EMF document is also a normal
+writes one per finished job through the log writer (``log.metric``: whatever ``LOG_LEVEL``
+says, since the alarms are built on these lines), so each EMF document is also a normal
 log line (timestamp, level, service, message, requestId, jobId) and CloudWatch Logs
 extracts the metrics from it. Dimensions are low-cardinality (service, environment);
 the job id is a plain property, searchable in Logs Insights, never a dimension.
@@ -80,7 +81,7 @@ class JobMetrics:
                            round((_epoch(claimed["updatedAt"]) - _epoch(job["createdAt"])) * 1000)))
         doc = build_emf(self.namespace, self.dimensions, values, timestamp_ms=int(now * 1000),
                         properties={"state": job["state"], "attempts": job["attempts"]})
-        log.info("job metrics", **doc)
+        log.metric("job metrics", **doc)
 
 
 class LoopMetrics:
@@ -94,4 +95,4 @@ class LoopMetrics:
     def loop_failed(self, loop: str) -> None:
         doc = build_emf(self.namespace, self.dimensions, [("BackgroundLoopErrors", "Count", 1)],
                         timestamp_ms=int(time.time() * 1000), properties={"loop": loop})
-        log.info("loop metrics", **doc)
+        log.metric("loop metrics", **doc)

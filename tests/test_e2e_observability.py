@@ -103,3 +103,17 @@ def test_trace_script_rebuilds_both_timelines_from_the_captured_logs(two_jobs):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 0, bad.stderr
     assert "job failed" in bad.stdout and "Connection refused" in bad.stdout
+
+
+def test_emf_lines_are_written_at_log_level_error(stack):
+    """A real orchestrator at LOG_LEVEL=ERROR: no INFO request lines, but the job's EMF
+    line is there (the JobFailed alarm must not go blind with a quieter log level)."""
+    _, orch = stack(worker_env={"WORK_MS": "50", "LOG_LEVEL": "ERROR"},
+                    orchestrator_env={"LOG_LEVEL": "ERROR", "ENVIRONMENT": "test"})
+    job = request(orch.url, "POST", "/generate-scene", PAYLOAD).json["jobId"]
+    assert poll(orch.url, job)[-1]["state"] == "done"
+    lines = orch.lines_when(lambda ls: any(x["message"] == "job metrics" for x in ls), "the job's metrics line")
+    [emf] = [x for x in lines if x["message"] == "job metrics"]
+    assert_emf_valid(emf)
+    assert (emf["jobId"], emf["JobSucceeded"], emf["JobFailed"]) == (job, 1, 0)
+    assert not [x for x in lines if x["message"] == "request"]

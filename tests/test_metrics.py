@@ -86,3 +86,22 @@ def test_the_schema_rejects_invalid_documents(broken):
 def test_the_target_member_check_rejects_missing_dimensions_and_non_numeric_metrics(broken):
     with pytest.raises(AssertionError):
         assert_emf_valid(broken)
+
+
+@pytest.mark.parametrize("level", ["WARNING", "ERROR"])
+def test_metrics_are_written_whatever_the_log_level(level):
+    """The JobFailed alarm treats missing data as OK: a LOG_LEVEL that dropped EMF lines
+    would blind it, so metrics bypass the level while other INFO lines obey it."""
+    with capture_logs("orchestrator") as sink:
+        logjson.log.threshold = logjson.LEVELS[level]
+        logjson.log.info("an info line")
+        metrics.JobMetrics("GhostEngine", "orchestrator", "dev").job_finished(
+            {"state": "failed", "attempts": 1, "createdAt": "2026-11-28T09:00:00.000Z",
+             "updatedAt": "2026-11-28T09:00:01.000Z"}, None)
+        metrics.LoopMetrics("GhostEngine", "orchestrator", "dev").loop_failed("reaper")
+    lines = sink.lines()
+    assert [(line["level"], line["message"]) for line in lines] == [
+        ("INFO", "job metrics"), ("INFO", "loop metrics")]
+    for line in lines:
+        assert_emf_valid(line)
+    assert (lines[0]["JobFailed"], lines[1]["BackgroundLoopErrors"]) == (1, 1)
