@@ -5,9 +5,12 @@
 # environment, output and exit codes. Change both together.
 #
 # For each service: check the tag is in its ECR repository (both, before anything in ECS changes),
-# copy the service's current task definition with the container's image swapped to <repo uri>:<tag>,
-# register it as a new revision, update the service (--force-new-deployment), wait until every
-# service is stable, then check each runs the new revision and that no rollout failed or rolled back.
+# copy the latest ACTIVE revision of the service's task-definition family (Terraform owns every
+# field but the image: a change it registered goes live here) with the container's image swapped
+# to <repo uri>:<tag>, register it as a new revision, update the service (--force-new-deployment),
+# wait until every service is stable, then check each runs the new revision and that no rollout
+# failed or rolled back. If anything fails after the first service was updated, both services are
+# put back on the revisions they ran before (no mixed versions), and the run says so.
 #
 # Waiting is `aws ecs wait services-stable` run as a child process and killed after
 # DEPLOY_TIMEOUT_SECONDS (deploy.sh uses `timeout`; the waiter alone would wait ~10 min and can
@@ -82,8 +85,9 @@ function Assert-ImageTag([string]$Repo, [string]$Tag) {
   if ($LASTEXITCODE -ne 0) { Exit-WithError "image tag '$Tag' not found in ECR repository '$Repo'; nothing deployed" }
 }
 
-# bash: prepare_task_definition. Write to file $Out the registration input for service $Service's
-# task definition with image $Repo:$Tag; return the current task definition's ARN.
+# bash: prepare_task_definition. Write to file $Out the registration input for the latest ACTIVE
+# revision of service $Service's task-definition family with image $Repo:$Tag; return the
+# service's current task definition.
 function New-TaskDefinitionInput([string]$Service, [string]$Repo, [string]$Tag, [string]$Out) {
   $current = Invoke-AwsCli ecs describe-services --cluster $CLUSTER --services $Service `
     --query "services[?status=='ACTIVE'].taskDefinition | [0]" --output text
@@ -92,9 +96,11 @@ function New-TaskDefinitionInput([string]$Service, [string]$Repo, [string]$Tag, 
   $uri = Invoke-AwsCli ecr describe-repositories --repository-names $Repo `
     --query 'repositories[0].repositoryUri' --output text
   if ($LASTEXITCODE -ne 0) { exit 1 }
-  $described = Invoke-AwsCli ecs describe-task-definition --task-definition $current --include TAGS --output json
+  $family = (($current -split '/')[-1] -split ':')[0]
+  # A family name alone means its latest ACTIVE revision.
+  $described = Invoke-AwsCli ecs describe-task-definition --task-definition $family --include TAGS --output json
   if ($LASTEXITCODE -eq 0) { $registration = $described | & $PYTHON $TASK_DEFINITION --prog $PROG $Service "${uri}:$Tag" }
-  if ($LASTEXITCODE -ne 0) { Exit-WithError "cannot prepare a task definition for service '$Service' from $current" }
+  if ($LASTEXITCODE -ne 0) { Exit-WithError "cannot prepare a task definition for service '$Service' from family $family" }
   Set-Content -LiteralPath $Out -Value $registration -Encoding utf8NoBOM
   $current
 }
@@ -146,14 +152,46 @@ function Confirm-ServiceRevision([string]$Service, [string]$Arn) {
     Exit-WithError "service '$Service': rollout did not complete (PRIMARY deployments: $primaries, rolloutState: $rollout)" }
 }
 
-# bash: main
+# bash: roll_back. Put every service back on the revision it ran before this deploy ($Previous),
+# so a failed rollout of one never leaves the other on the new version; wait for them as the
+# deploy does.
+function Invoke-RollBack([string[]]$Previous) {
+  [Console]::Error.WriteLine("${PROG}: rolling back both services to their previous revisions (no mixed versions)")
+  foreach ($i in 0, 1) {
+    $current = Invoke-AwsCli ecs describe-services --cluster $CLUSTER --services $SERVICES[$i] `
+      --query 'services[0].taskDefinition' --output text
+    if ($LASTEXITCODE -ne 0) { $current = '' }
+    if ($current -eq $Previous[$i]) {
+      [Console]::Error.WriteLine("${PROG}: $($SERVICES[$i]): on $(($Previous[$i] -split '/')[-1]) (not moved, or rolled back by ECS)")
+      continue
+    }
+    Invoke-AwsCli ecs update-service --cluster $CLUSTER --service $SERVICES[$i] `
+      --task-definition $Previous[$i] --query 'service.serviceName' --output text | Out-Null
+    if ($LASTEXITCODE -eq 0) {
+      [Console]::Error.WriteLine("${PROG}: $($SERVICES[$i]): $(($current -split '/')[-1]) -> $(($Previous[$i] -split '/')[-1]) (rolled back)")
+    } else {
+      [Console]::Error.WriteLine("${PROG}: $($SERVICES[$i]): could not be rolled back to $(($Previous[$i] -split '/')[-1])")
+    }
+  }
+  $waiter = Start-Process -FilePath aws -NoNewWindow -PassThru -ArgumentList (@('--region', $REGION, 'ecs', 'wait',
+      'services-stable', '--cluster', $CLUSTER, '--services') + $SERVICES)
+  $null = $waiter.Handle
+  if ($waiter.WaitForExit([int]$TIMEOUT_SECONDS * 1000) -and $waiter.ExitCode -eq 0) {
+    [Console]::Error.WriteLine("${PROG}: rolled back: $($SERVICES[0]) $(($Previous[0] -split '/')[-1]), $($SERVICES[1]) $(($Previous[1] -split '/')[-1]) (stable)")
+  } else {
+    if (-not $waiter.HasExited) { $waiter.Kill() }
+    [Console]::Error.WriteLine("${PROG}: rollback requested, but the services were not stable within ${TIMEOUT_SECONDS}s")
+  }
+}
+
+# bash: main (and on_exit: the finally block)
 function Invoke-Main([string[]]$Arguments) {
   if ($Arguments.Count -ge 1 -and ($Arguments[0] -ceq '-h' -or $Arguments[0] -ceq '--help')) {
     Write-Output (Get-Usage)
     exit 0
   }
   Assert-Usage $Arguments
-  $tag = $Arguments[0]; $previous = @('', ''); $arns = @('', '')
+  $tag = $Arguments[0]; $previous = @('', ''); $arns = @('', ''); $rollbackArmed = $false
   $workdir = (New-Item -ItemType Directory -Path (Join-Path ([IO.Path]::GetTempPath()) ([IO.Path]::GetRandomFileName()))).FullName
   try {
     foreach ($i in 0, 1) { Assert-ImageTag $REPOSITORIES[$i] $tag }
@@ -161,14 +199,18 @@ function Invoke-Main([string[]]$Arguments) {
       $previous[$i] = New-TaskDefinitionInput $SERVICES[$i] $REPOSITORIES[$i] $tag (Join-Path $workdir "$i.json")
     }
     foreach ($i in 0, 1) {
+      $rollbackArmed = $true  # from here a failure may leave the services on different versions
       $arns[$i] = Update-ServiceRevision $SERVICES[$i] (Join-Path $workdir "$i.json")
       Write-Output "$($SERVICES[$i]): $(($previous[$i] -split '/')[-1]) -> $(($arns[$i] -split '/')[-1]) (image tag $tag)"
     }
     Wait-ServicesStable $SERVICES
     foreach ($i in 0, 1) { Confirm-ServiceRevision $SERVICES[$i] $arns[$i] }
+    $rollbackArmed = $false
     Write-Output "deployed ${tag}: $($SERVICES[0]) $(($arns[0] -split '/')[-1]), $($SERVICES[1]) $(($arns[1] -split '/')[-1]) (stable, verified)"
   }
   finally {
+    # Reached by every exit inside try (Exit-WithError's `exit 1` included), as bash's EXIT trap.
+    if ($rollbackArmed) { Invoke-RollBack $previous }
     Remove-Item -LiteralPath $workdir -Recurse -Force
   }
   exit 0

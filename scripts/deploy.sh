@@ -3,9 +3,12 @@
 # Deploy one immutable image tag to the orchestrator and worker ECS services.
 #
 # For each service: check the tag is in its ECR repository (both, before anything in ECS changes),
-# copy the service's current task definition with the container's image swapped to <repo uri>:<tag>,
-# register it as a new revision, update the service (--force-new-deployment), wait until every
-# service is stable, then check each runs the new revision and that no rollout failed or rolled back.
+# copy the latest ACTIVE revision of the service's task-definition family (Terraform owns every
+# field but the image: a change it registered goes live here) with the container's image swapped
+# to <repo uri>:<tag>, register it as a new revision, update the service (--force-new-deployment),
+# wait until every service is stable, then check each runs the new revision and that no rollout
+# failed or rolled back. If anything fails after the first service was updated, both services are
+# put back on the revisions they ran before (no mixed versions), and the run says so.
 #
 # Waiting is `aws ecs wait services-stable` under `timeout` (the waiter alone would wait ~10 min
 # and can succeed after a circuit-breaker rollback, hence the check afterwards).
@@ -67,17 +70,21 @@ require_tag() {
     || die "image tag '$2' not found in ECR repository '$1'; nothing deployed"
 }
 
-# Write to file $4 the registration input for service $1's task definition with image $2:$3.
+# Write to file $4 the registration input for the latest ACTIVE revision of service $1's
+# task-definition family with image $2:$3; print the service's current task definition.
 prepare_task_definition() {
-  local service="$1" repo="$2" tag="$3" out="$4" current uri
+  local service="$1" repo="$2" tag="$3" out="$4" current family uri
   current="$(aws_cli ecs describe-services --cluster "${CLUSTER}" --services "${service}" \
     --query "services[?status=='ACTIVE'].taskDefinition | [0]" --output text)" || current=""
   [[ "${current}" != "None" && -n "${current}" ]] || die "service '${service}' not found in cluster '${CLUSTER}'"
   uri="$(aws_cli ecr describe-repositories --repository-names "${repo}" \
     --query 'repositories[0].repositoryUri' --output text)" || exit 1
-  aws_cli ecs describe-task-definition --task-definition "${current}" --include TAGS --output json \
+  family="${current##*/}"
+  family="${family%:*}"
+  # A family name alone means its latest ACTIVE revision.
+  aws_cli ecs describe-task-definition --task-definition "${family}" --include TAGS --output json \
     | python3 "${TASK_DEFINITION}" --prog "${PROG}" "${service}" "${uri}:${tag}" >"${out}" \
-    || die "cannot prepare a task definition for service '${service}' from ${current}"
+    || die "cannot prepare a task definition for service '${service}' from family ${family}"
   echo "${current}"
 }
 
@@ -120,26 +127,63 @@ verify_service() {
     || die "service '${service}': rollout did not complete (PRIMARY deployments: ${primaries}, rolloutState: ${rollout})"
 }
 
+# Put every service back on the revision it ran before this deploy (set in PREVIOUS), so a
+# failed rollout of one never leaves the other on the new version; wait for them as the deploy does.
+roll_back() {
+  local i current
+  echo "${PROG}: rolling back both services to their previous revisions (no mixed versions)" >&2
+  for i in 0 1; do
+    current="$(aws_cli ecs describe-services --cluster "${CLUSTER}" --services "${SERVICES[i]}" \
+      --query 'services[0].taskDefinition' --output text)" || current=""
+    if [[ "${current}" == "${PREVIOUS[i]}" ]]; then
+      echo "${PROG}: ${SERVICES[i]}: on ${PREVIOUS[i]##*/} (not moved, or rolled back by ECS)" >&2
+    elif aws_cli ecs update-service --cluster "${CLUSTER}" --service "${SERVICES[i]}" \
+      --task-definition "${PREVIOUS[i]}" --query 'service.serviceName' --output text >/dev/null; then
+      echo "${PROG}: ${SERVICES[i]}: ${current##*/} -> ${PREVIOUS[i]##*/} (rolled back)" >&2
+    else
+      echo "${PROG}: ${SERVICES[i]}: could not be rolled back to ${PREVIOUS[i]##*/}" >&2
+    fi
+  done
+  if timeout "${TIMEOUT_SECONDS}" env AWS_PAGER="" aws --region "${REGION}" ecs wait services-stable \
+    --cluster "${CLUSTER}" --services "${SERVICES[@]}"; then
+    echo "${PROG}: rolled back: ${SERVICES[0]} ${PREVIOUS[0]##*/}, ${SERVICES[1]} ${PREVIOUS[1]##*/} (stable)" >&2
+  else
+    echo "${PROG}: rollback requested, but the services were not stable within ${TIMEOUT_SECONDS}s" >&2
+  fi
+}
+
+# On exit: after a failure once a service was moved (ROLLBACK_ARMED), roll both back.
+on_exit() {
+  local status=$?
+  if ((status != 0)) && [[ "${ROLLBACK_ARMED}" == "1" ]]; then roll_back; fi
+  rm -rf "${WORKDIR}"
+  exit "${status}"
+}
+
 main() {
   if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     usage
     exit 0
   fi
   check_usage "$@"
-  local tag="$1" i previous=() arns=()
+  local tag="$1" i arns=()
   WORKDIR="$(mktemp -d)"
-  trap 'rm -rf "${WORKDIR}"' EXIT
+  PREVIOUS=()
+  ROLLBACK_ARMED=0
+  trap on_exit EXIT
 
   for i in 0 1; do require_tag "${REPOSITORIES[i]}" "${tag}"; done
   for i in 0 1; do
-    previous[i]="$(prepare_task_definition "${SERVICES[i]}" "${REPOSITORIES[i]}" "${tag}" "${WORKDIR}/${i}.json")" || exit 1
+    PREVIOUS[i]="$(prepare_task_definition "${SERVICES[i]}" "${REPOSITORIES[i]}" "${tag}" "${WORKDIR}/${i}.json")" || exit 1
   done
   for i in 0 1; do
+    ROLLBACK_ARMED=1 # from here a failure may leave the services on different versions
     arns[i]="$(register_and_update "${SERVICES[i]}" "${WORKDIR}/${i}.json")" || exit 1
-    echo "${SERVICES[i]}: ${previous[i]##*/} -> ${arns[i]##*/} (image tag ${tag})"
+    echo "${SERVICES[i]}: ${PREVIOUS[i]##*/} -> ${arns[i]##*/} (image tag ${tag})"
   done
   wait_stable "${SERVICES[@]}"
   for i in 0 1; do verify_service "${SERVICES[i]}" "${arns[i]}"; done
+  ROLLBACK_ARMED=0
   echo "deployed ${tag}: ${SERVICES[0]} ${arns[0]##*/}, ${SERVICES[1]} ${arns[1]##*/} (stable, verified)"
 }
 

@@ -177,8 +177,15 @@ def test_service_that_does_not_stabilise_fails_naming_it(script, moto, stack):
     stack(worker_desired=2)
     result = run_deploy(script, moto, NEW_TAG, DEPLOY_TIMEOUT_SECONDS="2")
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == (
-        f"{script.name}: timed out after 2s waiting for service(s) to stabilise: worker")
+    # Then both go back (the worker still wants 2 tasks, so the rollback's wait times out too).
+    assert result.stderr.splitlines()[-5:] == [
+        f"{script.name}: timed out after 2s waiting for service(s) to stabilise: worker",
+        f"{script.name}: rolling back both services to their previous revisions (no mixed versions)",
+        f"{script.name}: orchestrator: ghost-engine-orchestrator-dev:2 -> ghost-engine-orchestrator-dev:1 (rolled back)",
+        f"{script.name}: worker: ghost-engine-worker-dev:2 -> ghost-engine-worker-dev:1 (rolled back)",
+        f"{script.name}: rollback requested, but the services were not stable within 2s"]
+    for service, repo in REPOS.items():
+        assert service_task_definition(stack.ecs, service) == f"{TD_ARN}{repo}:1"
 
 
 def test_deploy_waits_with_the_aws_services_stable_waiter(script, moto, stack, tmp_path):
@@ -211,9 +218,41 @@ def test_rolled_back_deployment_fails_naming_the_service(script, moto, stack, tm
     fake_aws.chmod(fake_aws.stat().st_mode | stat.S_IXUSR)
     result = run_deploy(script, moto, NEW_TAG, path_prefix=str(tmp_path))
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == (
+    # The orchestrator's rollout succeeded; it is rolled back too, so no mixed versions run.
+    assert result.stderr.splitlines()[-5:] == [
         f"{script.name}: service 'worker' runs {TD_ARN}ghost-engine-worker-dev:1,"
-        f" not {TD_ARN}ghost-engine-worker-dev:2: the deployment was rolled back")
+        f" not {TD_ARN}ghost-engine-worker-dev:2: the deployment was rolled back",
+        f"{script.name}: rolling back both services to their previous revisions (no mixed versions)",
+        f"{script.name}: orchestrator: ghost-engine-orchestrator-dev:2 -> ghost-engine-orchestrator-dev:1 (rolled back)",
+        f"{script.name}: worker: on ghost-engine-worker-dev:1 (not moved, or rolled back by ECS)",
+        f"{script.name}: rolled back: orchestrator ghost-engine-orchestrator-dev:1, worker ghost-engine-worker-dev:1 (stable)"]
+    for service, repo in REPOS.items():
+        assert service_task_definition(stack.ecs, service) == f"{TD_ARN}{repo}:1"
+
+
+def test_deploy_starts_from_the_latest_revision_terraform_registered_not_the_running_one(script, moto, stack):
+    """Terraform owns every field but the image: a change it makes registers a revision that no
+    service runs (the services ignore task_definition). The next deploy copies that revision, so
+    the change is live with the new image."""
+    stack()
+    for service, repo in REPOS.items():  # what `terraform apply` with log_level = DEBUG does
+        td, tags = task_definition(stack.ecs, f"{TD_ARN}{repo}:1")
+        for variable in td["containerDefinitions"][0]["environment"]:
+            if variable["name"] == "LOG_LEVEL":
+                variable["value"] = "DEBUG"
+        spec = {k: v for k, v in td.items() if k not in VOLATILE | {"requiresAttributes", "compatibilities"}}
+        spec["memory"] = "2048"
+        assert stack.ecs.register_task_definition(**spec, tags=tags)["taskDefinition"]["revision"] == 2
+    result = run_deploy(script, moto, NEW_TAG)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == [
+        f"orchestrator: ghost-engine-orchestrator-dev:1 -> ghost-engine-orchestrator-dev:3 (image tag {NEW_TAG})",
+        f"worker: ghost-engine-worker-dev:1 -> ghost-engine-worker-dev:3 (image tag {NEW_TAG})"]
+    for service, repo in REPOS.items():
+        running, _ = task_definition(stack.ecs, service_task_definition(stack.ecs, service))
+        main = running["containerDefinitions"][0]
+        assert (running["revision"], running["memory"], main["image"]) == (3, "2048", f"{ACCOUNT_REGISTRY}/{repo}:{NEW_TAG}")
+        assert {e["name"]: e["value"] for e in main["environment"]}["LOG_LEVEL"] == "DEBUG"
 
 
 def test_unknown_cluster_fails_before_registering(script, moto, stack):
