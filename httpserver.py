@@ -5,7 +5,9 @@ progress (so a shutdown can wait for them), and caps open connections: past
 ``max_connections`` a connection gets a canned 503 at once, with no thread and no read of
 its request. ``serve`` runs it until SIGTERM/SIGINT, then stops accepting, marks the server
 ``stopping`` (requests on connections still open get 503 and ``Connection: close``) and
-runs the service's drain.
+runs the service's drain. With an accept delay, the server first stays ``draining`` for that
+long (serving as usual, so a service can report itself unhealthy) and stops accepting after:
+clients that still have its address from DNS keep being served.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Server(ThreadingHTTPServer):
         # Requests compute in arrival order, at most cpu_slots at once (cpugate); 0: no gate.
         self.gate: FifoGate | NoGate = FifoGate(limits.cpu_slots) if limits.cpu_slots else NoGate()
         self.stopping = threading.Event()
+        self.draining = threading.Event()  # signalled, still accepting: health checks say so
         self._slots = threading.BoundedSemaphore(limits.max_connections)
         self._refused = _RefusalLog()
         super().__init__(address, handler)
@@ -159,17 +162,32 @@ class _RefusalLog:
         log.warning("connections refused: too many open", refused=count, maxConnections=limit)
 
 
-def serve(server: Server, on_stop: Callable[[], None]) -> int:
-    """Serve until SIGTERM/SIGINT, then stop accepting, run ``on_stop`` (the drain) and
-    return the exit code 0."""
-    stopping = threading.Event()
+def serve(server: Server, on_stop: Callable[[], None], accept_for_seconds: float = 0.0) -> int:
+    """Serve until SIGTERM/SIGINT; keep accepting for ``accept_for_seconds`` more (``draining``;
+    a second signal cuts it short), then stop accepting, run ``on_stop`` (the drain) and return
+    the exit code 0."""
+    signalled, cut_short = threading.Event(), threading.Event()
+
+    def stop_accepting() -> None:
+        server.stopping.set()  # open connections: 503 + close from now on
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    def stop_after_delay() -> None:
+        cut_short.wait(accept_for_seconds)
+        log.info("no longer accepting")
+        stop_accepting()
 
     def request_stop(signum: int, _frame: Any) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            server.stopping.set()  # open connections: 503 + close from now on
-            log.info("stopping", signal=signal.Signals(signum).name)
-            threading.Thread(target=server.shutdown, daemon=True).start()
+        if signalled.is_set():
+            cut_short.set()
+            return
+        signalled.set()
+        log.info("stopping", signal=signal.Signals(signum).name, acceptForSeconds=accept_for_seconds)
+        if accept_for_seconds > 0:
+            server.draining.set()
+            threading.Thread(target=stop_after_delay, name="accept-delay", daemon=True).start()
+        else:
+            stop_accepting()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

@@ -49,6 +49,7 @@ class WorkerConfig:
     progress_tick_ms: int = 1000
     max_concurrent_jobs: int = 16
     shutdown_grace_seconds: float = 25.0
+    shutdown_delay_seconds: float = 0.0
     log_level: str = "INFO"
     log_flush_ms: int = 50
     limits: Limits = Limits()
@@ -68,6 +69,7 @@ class WorkerConfig:
             progress_tick_ms=env.integer("PROGRESS_TICK_MS", cls.progress_tick_ms, minimum=10),
             max_concurrent_jobs=env.integer("MAX_CONCURRENT_JOBS", cls.max_concurrent_jobs, minimum=1),
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+            shutdown_delay_seconds=env.number("SHUTDOWN_DELAY_SECONDS", cls.shutdown_delay_seconds),
             log_level=env.level(),
             log_flush_ms=env.integer("LOG_FLUSH_MS", cls.log_flush_ms, maximum=10_000),
             limits=Limits.from_env(env),
@@ -159,7 +161,12 @@ def _stream(h: WorkerHandler, events: Iterator[dict[str, Any]]) -> None:
     h.end_chunked()
 
 
-def healthz(_h: JsonHandler) -> tuple[int, dict[str, Any]]:
+def healthz(h: JsonHandler) -> tuple[int, dict[str, Any]]:
+    """200, or 503 while the worker is draining: signalled to stop but still accepting work for
+    SHUTDOWN_DELAY_SECONDS, for orchestrators that still have its address from DNS."""
+    if h.server.draining.is_set():
+        raise HTTPError(503, "draining", "this worker is shutting down: it still accepts work for a "
+                        "few seconds, but should be given none")
     return 200, {"ok": True}
 
 
@@ -191,7 +198,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         if not server.active.wait_idle(config.shutdown_grace_seconds):
             log.warning("shutdown grace period ended with requests still running")
 
-    return httpserver.serve(server, drain)
+    return httpserver.serve(server, drain, config.shutdown_delay_seconds)
 
 
 if __name__ == "__main__":

@@ -294,3 +294,28 @@ def test_an_orchestrator_whose_lease_settings_make_live_jobs_look_dead_refuses_t
     [line] = [json.loads(x) for x in result.stdout.splitlines()]
     assert (line["level"], line["message"]) == ("ERROR", "invalid configuration")
     assert all(name in line["reason"] for name in variables), line["reason"]
+
+
+def test_a_signalled_worker_keeps_accepting_for_its_delay_reporting_unhealthy_then_stops(services):
+    """ECS drops a stopping worker from Cloud Map without waiting for the record's TTL: for
+    SHUTDOWN_DELAY_SECONDS after SIGTERM the worker still runs new work, while /healthz says
+    503 draining; then it stops accepting, finishes, and exits 0."""
+    worker = services("worker.py", {"WORK_MS": "50", "SHUTDOWN_DELAY_SECONDS": "3"})
+    worker.signal(signal.SIGTERM)
+    health = wait_until(lambda: (r := request(worker.url, "GET", "/healthz")).status == 503 and r,
+                        5, "/healthz to answer 503 after SIGTERM")
+    assert health.json == {"error": {"code": "draining", "message": "this worker is shutting down: it still "
+                                     "accepts work for a few seconds, but should be given none"}}
+    done = request(worker.url, "POST", "/process", {"jobId": "late-job", "payload": PAYLOAD})
+    assert (done.status, done.json["jobId"], done.json["ok"]) == (200, "late-job", True)
+    assert worker.wait(timeout=20) == 0
+    messages = [(x["message"], x.get("acceptForSeconds")) for x in worker.lines()
+                if x["message"] in ("stopping", "no longer accepting", "stopped")]
+    assert messages == [("stopping", 3.0), ("no longer accepting", None), ("stopped", None)]
+
+
+def test_without_a_delay_a_signalled_worker_stops_accepting_at_once(services):
+    worker = services("worker.py", {"WORK_MS": "50"})
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    assert [x["message"] for x in worker.lines() if x["message"] in ("stopping", "no longer accepting")] == ["stopping"]

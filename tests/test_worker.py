@@ -28,18 +28,19 @@ TOKEN = "worker-token-0123456789abcdef"
 def test_config_defaults():
     config = WorkerConfig.from_env({})
     assert (config.host, config.port, config.work_ms, config.progress_tick_ms, config.max_concurrent_jobs,
-            config.shutdown_grace_seconds, config.log_level) == ("127.0.0.1", 8081, 2000, 1000, 16, 25.0, "INFO")
+            config.shutdown_grace_seconds, config.shutdown_delay_seconds, config.log_level) == (
+        "127.0.0.1", 8081, 2000, 1000, 16, 25.0, 0.0, "INFO")
 
 
 def test_config_reads_every_variable():
     config = WorkerConfig.from_env({
         "HOST": "0.0.0.0", "PORT": "9001", "WORK_MS": "0", "PROGRESS_TICK_MS": "10",
-        "MAX_CONCURRENT_JOBS": "2", "SHUTDOWN_GRACE_SECONDS": "0.5", "LOG_LEVEL": "warning",
-        "WORKER_TOKEN": TOKEN,
+        "MAX_CONCURRENT_JOBS": "2", "SHUTDOWN_GRACE_SECONDS": "0.5", "SHUTDOWN_DELAY_SECONDS": "15",
+        "LOG_LEVEL": "warning", "WORKER_TOKEN": TOKEN,
     })
     assert config == WorkerConfig(host="0.0.0.0", port=9001, work_ms=0, progress_tick_ms=10,
-                                  max_concurrent_jobs=2, shutdown_grace_seconds=0.5, log_level="WARNING",
-                                  worker_token=TOKEN)
+                                  max_concurrent_jobs=2, shutdown_grace_seconds=0.5, shutdown_delay_seconds=15.0,
+                                  log_level="WARNING", worker_token=TOKEN)
 
 
 def test_config_keeps_the_token_out_of_its_repr():
