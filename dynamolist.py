@@ -11,6 +11,9 @@ Every item carries, from its ``PutItem`` on:
   sets it whenever the update sets ``#state`` (claim, finish, and any write added later, such
   as a cancel). A write that sets ``state`` by another path must set ``stateShard`` too.
 
+The same ``n`` spreads the active-jobs index (``dynamostore``: ``activeShard`` = ``active#<n>``,
+rewritten by every heartbeat), whose reaper queries run on the listing's threads (``fan_out``).
+
 ``n`` = crc32(jobId) mod ``LIST_SHARDS``: stable across processes and releases (unlike
 ``hash()``), so an update can compute it without reading the item, and creations spread
 evenly over ``LIST_SHARDS`` partitions per index value instead of one hot partition.
@@ -46,6 +49,8 @@ LIST_SHARDS = 4
 CREATED_INDEX = "jobs-by-created"
 STATE_INDEX = "jobs-by-state"
 ALL_JOBS = "all"  # the listShard prefix
+ACTIVE = "active"  # the activeShard prefix (and, alone, the one partition items had before sharding)
+ACTIVE_SHARDS = tuple(f"{ACTIVE}#{n}" for n in range(LIST_SHARDS))
 BATCH_GET_ATTEMPTS = 5  # rounds of UnprocessedKeys (throttling) before StoreUnavailable
 BATCH_GET_BACKOFF = Backoff(base=0.05, cap=1.0)
 
@@ -72,6 +77,11 @@ Item = dict[str, dict[str, Any]]  # a DynamoDB item in the low-level client's fo
 def shard(job_id: str) -> int:
     """The job's shard, the same in every process."""
     return zlib.crc32(job_id.encode("utf-8")) % LIST_SHARDS
+
+
+def active_shard(job_id: str) -> str:
+    """The job's partition of the active-jobs index (``activeShard``)."""
+    return f"{ACTIVE}#{shard(job_id)}"
 
 
 def state_shard(job_id: str, state: str) -> str:
@@ -124,13 +134,19 @@ class Lister:
         # The shards' queries of every page share these threads: at most LIST_SHARDS at once.
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=LIST_SHARDS, thread_name_prefix="list-shard")
 
+    def fan_out(self, fn: Callable[[Any], Any], args: Iterable[Any]) -> list[Any]:
+        """``fn(arg)`` for each of ``args`` on the shard threads, at once; the results in order.
+        All are waited for, even after a failure (none outlives its caller), then the first
+        failure is raised."""
+        futures = [self._pool.submit(fn, arg) for arg in args]
+        with cpugate.released():  # the calling thread waits for DynamoDB without a CPU slot
+            concurrent.futures.wait(futures)
+        return [future.result() for future in futures]
+
     def page(self, state: str | None, limit: int, before: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """``JobStore.list_jobs`` on the indexes (see the module docstring)."""
         check_limit(limit)
-        futures = [self._pool.submit(self._query, state, n, limit + 1, before) for n in range(LIST_SHARDS)]
-        with cpugate.released():  # the request thread waits for DynamoDB without a CPU slot
-            concurrent.futures.wait(futures)  # all of them, even after a failure: none outlives the request
-        answers = [future.result() for future in futures]
+        answers = self.fan_out(lambda n: self._query(state, n, limit + 1, before), range(LIST_SHARDS))
         keys, more = merge(answers, limit)
         jobs = [job for job in self._read(keys) if state is None or job["state"] == state]
         return jobs, keys[-1] if more else None

@@ -3,8 +3,11 @@
 Same contract as ``store.MemoryStore``. Every write that changes a job is a conditional
 write whose condition is derived from ``store.TRANSITIONS``, so two replicas racing on
 one job cannot move it backwards or finish it twice. Queued and running items carry
-``activeShard = "active"``, which puts them in the sparse index ``active-by-lease``;
-finishing removes it, so finding expired leases is a Query, never a Scan. Listing jobs
+``activeShard = "active#<n>"`` (``dynamolist.active_shard``: the listing's shard of the job
+id), which puts them in the sparse index ``active-by-lease``; finishing removes it, so finding
+expired leases is one Query per shard (in parallel), never a Scan. Every heartbeat rewrites
+an active item's index entry, so one partition for every active job would be the table's
+hot spot under load; the shards spread those writes. Listing jobs
 newest first uses two more indexes, described with the attributes that feed them in
 ``dynamolist``: every update that sets ``#state`` also sets ``#stateShard`` (``_update``).
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import json
 import os
 import re
@@ -39,7 +43,9 @@ from store import (ACTIVE_STATES, CANCELED_ERROR, DEFAULT_TTL_SECONDS, JobExists
 DEFAULT_TABLE_NAME = "ghost-engine-jobs-dev"
 ACTIVE_INDEX = "active-by-lease"
 _STAMPS_KEPT = 10_000
-ACTIVE_SHARD = "active"
+# Partitions the reaper reads: the shards, and the single partition items written before
+# sharding still sit in (a job whose owner died before an upgrade is found there until its TTL).
+REAPED_PARTITIONS = (*dynamolist.ACTIVE_SHARDS, dynamolist.ACTIVE)
 DEFAULT_REGION = "us-east-1"
 # total_max_attempts counts the first try (botocore's "max_attempts" would count retries only).
 CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
@@ -256,7 +262,7 @@ class DynamoStore:
             "jobId": {"S": job_id}, "state": {"S": JobState.QUEUED.value}, "progress": {"N": "0"},
             "createdAt": {"S": stamp}, "updatedAt": {"S": stamp}, "attempts": {"N": "0"},
             "owner": {"S": owner}, "leaseExpiresAt": {"N": str(int(now * 1000) + lease_ms)},
-            "activeShard": {"S": ACTIVE_SHARD}, "ttl": {"N": str(int(now) + self.ttl_seconds)},
+            "activeShard": {"S": dynamolist.active_shard(job_id)}, "ttl": {"N": str(int(now) + self.ttl_seconds)},
         }
         for key in INPUT_KEYS:
             value = job_input.get(key)
@@ -378,19 +384,28 @@ class DynamoStore:
             _require_owner(job_id, owner, failed.current)  # owned but finished: nothing to release
 
     def expired(self, limit: int) -> list[str]:
-        ids: list[str] = []
+        """The ``limit`` oldest expired leases over every active partition, queried in parallel."""
+        if limit <= 0:
+            return []
+        now_ms = int(self._clock() * 1000)
+        found = self._lister.fan_out(lambda partition: self._expired_in(partition, now_ms, limit), REAPED_PARTITIONS)
+        return [job_id for _, job_id in sorted(itertools.chain.from_iterable(found))[:limit]]
+
+    def _expired_in(self, partition: str, now_ms: int, limit: int) -> list[tuple[int, str]]:
+        """(leaseExpiresAt, jobId) of one partition's ``limit`` oldest expired leases."""
+        found: list[tuple[int, str]] = []
         kwargs: dict[str, Any] = {
             "IndexName": ACTIVE_INDEX, "ScanIndexForward": True,
             "KeyConditionExpression": "activeShard = :shard AND leaseExpiresAt <= :nowms",
-            "ExpressionAttributeValues": _values(shard=ACTIVE_SHARD, nowms=int(self._clock() * 1000)),
+            "ExpressionAttributeValues": _values(shard=partition, nowms=now_ms),
         }
-        while len(ids) < limit:
-            out = self._call("query", Limit=limit - len(ids), **kwargs)
-            ids.extend(item["jobId"]["S"] for item in out.get("Items", []))
+        while len(found) < limit:
+            out = self._call("query", Limit=limit - len(found), **kwargs)
+            found.extend((int(item["leaseExpiresAt"]["N"]), item["jobId"]["S"]) for item in out.get("Items", []))
             if "LastEvaluatedKey" not in out:
                 break
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-        return ids
+        return found
 
     def list_jobs(self, state: str | None, limit: int, before: str | None) -> tuple[list[dict[str, Any]], str | None]:
         return self._lister.page(state, limit, before)

@@ -41,9 +41,10 @@ def test_a_2s_job_costs_one_put_and_at_most_four_updates(services, moto_server, 
     heartbeats = calls["UpdateItem"] - 2  # minus the claim and the finish
     assert calls["PutItem"] == 1
     assert 1 <= heartbeats <= math.ceil(WORK_MS / WRITE_INTERVAL_MS)
-    # Per replica, not per job: the reaper's pass at start (then hourly here), and the lease
-    # keeper's look for cancels made elsewhere: one BatchGetItem a second while jobs run here.
-    assert calls["Query"] == 1
+    # Per replica, not per job: the reaper's pass at start (then hourly here: one Query per shard
+    # of the active index and one of its pre-sharding partition), and the lease keeper's look
+    # for cancels made elsewhere: one BatchGetItem a second while jobs run here.
+    assert calls["Query"] == 5
     assert 1 <= calls["BatchGetItem"] <= math.ceil(WORK_MS / 1000) + 1
     assert set(calls) == {"PutItem", "UpdateItem", "Query", "BatchGetItem"}  # status reads: one GetItem each
     assert (job["state"], job["attempts"]) == ("done", 1)

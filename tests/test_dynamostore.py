@@ -166,7 +166,9 @@ def test_every_unavailable_code_from_every_operation_is_store_unavailable(status
         for operation in _every_operation(store):
             with pytest.raises(StoreUnavailable, match=f"^DynamoDB table jobs-x: {code}: injected by the test$"):
                 operation()
-        assert server.requests == 15  # one each, and a Query per list shard
+        # one each, a Query per list shard, and a Query per active partition (4 shards + the
+        # pre-sharding one) for expired()
+        assert server.requests == 19
     finally:
         server.close()
 
@@ -272,7 +274,7 @@ def test_item_layout_active_index_membership_and_ttl(moto_server, monkeypatch):
         "createdAt": {"S": "2027-01-15T08:00:00.000Z"}, "updatedAt": {"S": "2027-01-15T08:00:00.000Z"},
         "prompt": {"S": "a lighthouse at dusk"}, "seed": {"N": "42"}, "style": {"S": "watercolor"},
         "attempts": {"N": "0"}, "owner": {"S": "orch-a"}, "leaseExpiresAt": {"N": "1800000030000"},
-        "activeShard": {"S": "active"}, "ttl": {"N": "1800003600"},
+        "activeShard": {"S": "active#3"}, "ttl": {"N": "1800003600"},
         "createdKey": {"S": "2027-01-15T08:00:00.000Z#job-1"}, "listShard": {"S": "all#3"},
         "stateShard": {"S": "queued#3"}}
     store.claim("job-1", "orch-a", 30_000)
@@ -287,6 +289,23 @@ def test_item_layout_active_index_membership_and_ttl(moto_server, monkeypatch):
         {"S": "done"}, {"S": "done#3"}, {"S": '{"sceneUrl":"s3://scenes/1.glb"}'}, {"N": "1800003600"})
     index = client.scan(TableName=name, IndexName="active-by-lease")["Items"]
     assert index == []
+
+
+def test_active_jobs_spread_over_four_index_partitions_and_pre_sharding_items_are_still_reaped(
+        moto_server, monkeypatch):
+    """Every heartbeat rewrites an active job's index entry: one partition for all of them
+    would be the hot spot. Items written before sharding (activeShard "active") stay findable."""
+    name, client = _table(moto_server, monkeypatch)
+    store = dynamostore.DynamoStore(name, client=client, clock=lambda: T0)
+    for i in range(24):
+        store.create(f"job-{i:02d}", JOB_INPUT, "orch-a", 30_000)
+    index = client.scan(TableName=name, IndexName="active-by-lease")["Items"]
+    assert sorted(collections.Counter(item["activeShard"]["S"] for item in index).items()) == [
+        ("active#0", 5), ("active#1", 7), ("active#2", 5), ("active#3", 7)]
+    client.update_item(TableName=name, Key={"jobId": {"S": "job-00"}}, UpdateExpression="SET activeShard = :old",
+                       ExpressionAttributeValues={":old": {"S": "active"}})  # as a release before sharding wrote it
+    late = dynamostore.DynamoStore(name, client=client, clock=lambda: T0 + 60)
+    assert sorted(late.expired(100)) == [f"job-{i:02d}" for i in range(24)]
 
 
 # --- requests per job, and the IAM policy that allows them -----------------------------
@@ -324,8 +343,11 @@ def test_a_job_costs_literal_request_counts_and_iam_grants_exactly_those_operati
     assert store.expired(10) == ["job-2"]
     assert store.claim("job-2", "orch-b", 30_000)["owner"] == "orch-b"
     queries = [params for op, params in rec.calls if op == "Query"]
-    assert rec.take() == {"PutItem": 1, "UpdateItem": 2, "Query": 1}
-    assert [q["IndexName"] for q in queries] == ["active-by-lease"]
+    assert rec.take() == {"PutItem": 1, "UpdateItem": 2, "Query": 5}
+    # One Query per shard of the active index, and one of the partition used before sharding.
+    assert sorted((q["IndexName"], q["ExpressionAttributeValues"][":shard"]["S"]) for q in queries) == [
+        ("active-by-lease", "active"), ("active-by-lease", "active#0"), ("active-by-lease", "active#1"),
+        ("active-by-lease", "active#2"), ("active-by-lease", "active#3")]
 
     # Rejected writes: one request each (the old item comes back with the failure)...
     with pytest.raises(IllegalTransition):

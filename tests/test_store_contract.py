@@ -445,6 +445,21 @@ def test_release_of_finished_job_changes_nothing_and_of_unknown_raises(backend):
 
 # --- expired --------------------------------------------------------------------------
 
+def test_expired_merges_every_active_partition_oldest_lease_first_up_to_the_limit(backend):
+    """24 jobs spread over every shard of DynamoDB's active index (test_dynamostore checks the
+    spread): the answer is one order over all of them, not shard by shard."""
+    store = backend.open()
+    ids = [f"job-{i:02d}" for i in range(24)]
+    for i, job_id in enumerate(ids):
+        store.create(job_id, JOB_INPUT, "orch-a", 1_000 * (24 - i))  # the later the id, the sooner it expires
+    backend.clock.advance(30)
+    oldest_first = ids[::-1]
+    assert store.expired(30) == oldest_first
+    assert store.expired(5) == oldest_first[:5]
+    store.claim("job-23", "orch-b", LEASE_MS)
+    assert store.expired(3) == ["job-22", "job-21", "job-20"]
+
+
 def test_expired_lists_only_expired_active_jobs_oldest_lease_first(backend):
     store = backend.open()
     for job_id, lease_ms in [("late", 20_000), ("early", 5_000), ("live", 90_000), ("mid", 10_000),
