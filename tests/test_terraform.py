@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -147,7 +148,7 @@ def resource_change(plan: dict, address: str) -> dict:
 def test_an_existing_github_actions_role_is_adopted_by_name_and_import_not_replaced(unapplied, moto_server):
     """The README's second path: name the existing role, reuse the account's OIDC provider,
     `terraform import` the role. The plan then updates that role in place (the module's trust
-    policy, for exactly this repository and ref) and creates no provider."""
+    policy, for exactly this repository and environment) and creates no provider."""
     import boto3
 
     iam = boto3.client("iam", endpoint_url=moto_server.endpoint, region_name=REGION)
@@ -167,7 +168,7 @@ def test_an_existing_github_actions_role_is_adopted_by_name_and_import_not_repla
     assert (role["actions"], role["after"]["name"]) == (["update"], "github-actions-role")
     assert json.loads(role["after"]["assume_role_policy"])["Statement"][0]["Condition"] == {"StringEquals": {
         "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-        "token.actions.githubusercontent.com:sub": "repo:Acme-Corp/ghost.engine_2:ref:refs/heads/main",
+        "token.actions.githubusercontent.com:sub": "repo:Acme-Corp/ghost.engine_2:environment:dev",
     }}
     assert [c["address"] for c in plan["resource_changes"] if c["type"] == "aws_iam_openid_connect_provider"] == []
     assert resource_change(plan, "aws_iam_role_policy.github_deploy")["actions"] == ["create"]
@@ -180,7 +181,7 @@ def test_by_default_only_the_worker_token_is_generated(unapplied):
     variables = {name: value for name, value in tf_helpers.STACK_VARS.items() if name != "api_token_enabled"}
     plan = unapplied.plan_json(variables)
     managed = [c["address"] for c in plan["resource_changes"] if c["mode"] == "managed"]
-    assert len(managed) == 61
+    assert len(managed) == 60  # no OIDC provider: infra/aws/account owns it
     assert sorted(a for a in managed if a.startswith("aws_secretsmanager")) == [
         "aws_secretsmanager_secret.worker_token", "aws_secretsmanager_secret_version.worker_token"]
 
@@ -192,7 +193,7 @@ def test_by_default_only_the_worker_token_is_generated(unapplied):
 def test_apply_creates_every_resource_and_the_outputs(stack):
     changes = stack.plan_json["resource_changes"]
     assert {change["change"]["actions"][0] for change in changes if change["mode"] == "managed"} == {"create"}
-    assert len([c for c in changes if c["mode"] == "managed"]) == 63
+    assert len([c for c in changes if c["mode"] == "managed"]) == 62
     dns = stack.client("elbv2").describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]["DNSName"]
     outputs = dict(stack.outputs)
     assert outputs.pop("alb_url") == f"http://{dns}"
@@ -382,11 +383,12 @@ def test_tokens_are_generated_once_into_secrets_manager_and_fit_the_services_con
 
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
-def test_github_role_trusts_only_main_of_the_repository_and_may_only_deploy(stack):
+def test_github_role_trusts_only_the_environment_of_the_repository_and_may_only_deploy(stack):
     iam = stack.client("iam")
     providers = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
     provider_arn = GITHUB_OIDC_PROVIDER_ARN
-    assert providers == [{"Arn": provider_arn}]
+    assert providers == [{"Arn": provider_arn}]  # the account's (tf_helpers.prepare_account), looked up
+    assert not [r for r in stack.plan_json["resource_changes"] if r["type"] == "aws_iam_openid_connect_provider"]
     assert iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)["ClientIDList"] == ["sts.amazonaws.com"]
 
     # The name is namespaced by project and environment (github_actions_role_name = null).
@@ -397,7 +399,8 @@ def test_github_role_trusts_only_main_of_the_repository_and_may_only_deploy(stac
         "Principal": {"Federated": provider_arn},
         "Condition": {"StringEquals": {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": "repo:example-owner/ghost-engine:ref:refs/heads/main",
+            # The environment form: what GitHub sends for a job with `environment: dev`.
+            "token.actions.githubusercontent.com:sub": "repo:example-owner/ghost-engine:environment:dev",
         }},
     }]
     assert iam.list_attached_role_policies(RoleName=GITHUB_ROLE)["AttachedPolicies"] == []
@@ -453,8 +456,9 @@ def test_ecs_services_run_on_fargate_in_private_subnets_wired_to_alb_and_cloud_m
     target_group = elbv2.describe_target_groups(Names=["ghost-engine-orch-dev"])["TargetGroups"][0]
     worker_registry = by_key(sd.list_services()["Services"], "Name")["worker"]
     for name, service in services.items():
+        # orchestrator_desired_count = 2 in the test stack; worker_desired_count's default is 2.
         assert (service["launchType"], service["desiredCount"], service["runningCount"], service["status"]) == \
-            ("FARGATE", 1, 1, "ACTIVE"), name
+            ("FARGATE", 2, 2, "ACTIVE"), name
         # Revision 1 unless a deploy test has already moved the service on.
         assert service["taskDefinition"].startswith(
             f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ghost-engine-{name}-dev:")
@@ -496,8 +500,11 @@ def test_task_definitions_run_the_right_command_with_the_environment_each_servic
                          "WORKER_URL": "http://worker.ghost-engine-dev.local:8081",
                          "JOBS_TABLE_NAME": TABLE, "AWS_REGION": REGION,
                          "ENVIRONMENT": "dev", "METRICS_NAMESPACE": "GhostEngine"},
-        "worker": {"HOST": "0.0.0.0", "PORT": "8081", "LOG_LEVEL": "INFO"},
+        # Keeps accepting for the Cloud Map TTL (10 s) + 5 s after SIGTERM, then 25 s to finish.
+        "worker": {"HOST": "0.0.0.0", "PORT": "8081", "LOG_LEVEL": "INFO",
+                   "SHUTDOWN_DELAY_SECONDS": "15", "SHUTDOWN_GRACE_SECONDS": "25"},
     }
+    stop_timeouts = {"orchestrator": 30, "worker": 45}  # worker: 15 + 25 + 5
     arns = secret_arns(stack)
     expected_secrets = {  # sorted by name; api_token_enabled = true
         "orchestrator": [{"name": "API_TOKEN", "valueFrom": arns["ghost-engine-api-token-dev"]},
@@ -518,11 +525,11 @@ def test_task_definitions_run_the_right_command_with_the_environment_each_servic
         assert [(p["containerPort"], p["protocol"]) for p in main["portMappings"]] == [(port, "tcp")]
         assert {e["name"]: e["value"] for e in main["environment"]} == expected_env[name]
         assert main["secrets"] == expected_secrets[name]
-        assert main["stopTimeout"] == 30
+        assert main["stopTimeout"] == stop_timeouts[name]
         assert main["readonlyRootFilesystem"] is True
         assert main["logConfiguration"] == {"logDriver": "awslogs", "options": {
             "awslogs-group": f"/ecs/ghost-engine-{name}-dev", "awslogs-region": REGION,
-            "awslogs-stream-prefix": name}}
+            "awslogs-stream-prefix": name, "mode": "non-blocking", "max-buffer-size": "25m"}}
         # The Dockerfile's HEALTHCHECK runs the same script (tests/test_dockerfile.py); it follows PORT.
         assert main["healthCheck"] == {"command": ["CMD", "python", "healthcheck.py"], "interval": 15,
                                        "timeout": 5, "retries": 3, "startPeriod": 10}
@@ -550,7 +557,7 @@ def test_alarms_watch_alb_5xx_running_tasks_and_failed_jobs(stack):
         running = alarms[f"ghost-engine-{name}-running-tasks-dev"]
         assert (running["Namespace"], running["MetricName"], running["ComparisonOperator"], running["Threshold"],
                 running["TreatMissingData"]) == \
-            ("ECS/ContainerInsights", "RunningTaskCount", "LessThanThreshold", 1.0, "breaching")
+            ("ECS/ContainerInsights", "RunningTaskCount", "LessThanThreshold", 2.0, "breaching")
         assert sorted(running["Dimensions"], key=lambda d: d["Name"]) == [
             {"Name": "ClusterName", "Value": CLUSTER}, {"Name": "ServiceName", "Value": name}]
     five_xx = alarms["ghost-engine-alb-5xx-dev"]
@@ -638,6 +645,10 @@ def test_alb_forwards_http_to_the_orchestrator_target_group_checked_on_readyz(st
     group = elbv2.describe_target_groups(Names=["ghost-engine-orch-dev"])["TargetGroups"][0]
     assert (group["Protocol"], group["Port"], group["TargetType"], group["HealthCheckPath"],
             group["Matcher"]) == ("HTTP", 8080, "ip", "/readyz", {"HttpCode": "200"})
+    # ECS waits this long after deregistering a task before SIGTERM (then stopTimeout 30 s).
+    attributes = {a["Key"]: a["Value"] for a in elbv2.describe_target_group_attributes(
+        TargetGroupArn=group["TargetGroupArn"])["Attributes"]}
+    assert attributes["deregistration_delay.timeout_seconds"] == "15"
     listeners = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
     assert [(listener["Port"], listener["Protocol"], listener["DefaultActions"][0]["Type"],
              listener["DefaultActions"][0]["TargetGroupArn"]) for listener in listeners] == \
@@ -684,6 +695,184 @@ def test_plan_ignores_task_definition_revisions_registered_by_the_pipeline(stack
         ecs.delete_task_definitions(taskDefinitions=[new_arn])
 
 
+# --- Fargate sizes, per-environment trust (plans) -----------------------------------------------
+
+
+@requires_terraform
+def test_fargate_cpu_memory_pairs_outside_the_table_fail_the_plan_naming_both(unapplied):
+    """worker_cpu = 1024 with the default 512 MiB passes moto and fails RegisterTaskDefinition
+    on AWS; 8192 CPU takes memory in steps of 4096 from 16384."""
+    errors = unapplied.plan_errors({**tf_helpers.STACK_VARS, "worker_cpu": "1024",
+                                    "orchestrator_cpu": "8192", "orchestrator_memory": "16000"})
+    assert sorted(e["detail"].split(" is not a Fargate size")[0] for e in errors) == [
+        "orchestrator_memory 16000", "worker_memory 512"]
+    assert all(e["summary"] == "Invalid value for variable" for e in errors)
+    assert "for worker_cpu 1024. Fargate accepts: 256 -> 512, 1024, 2048;" in " ".join(e["detail"] for e in errors)
+
+
+@requires_terraform
+@pytest.mark.timeout(300)
+def test_the_largest_fargate_sizes_plan_and_reach_the_task_definitions(unapplied):
+    plan = unapplied.plan_json({**tf_helpers.STACK_VARS, "orchestrator_cpu": "8192", "orchestrator_memory": "61440",
+                                "worker_cpu": "16384", "worker_memory": "122880"})
+    sizes = {name: (resource_change(plan, f'aws_ecs_task_definition.this["{name}"]')["after"]["cpu"],
+                    resource_change(plan, f'aws_ecs_task_definition.this["{name}"]')["after"]["memory"])
+             for name in ("orchestrator", "worker")}
+    assert sizes == {"orchestrator": ("8192", "61440"), "worker": ("16384", "122880")}
+
+
+@requires_terraform
+@pytest.mark.timeout(300)
+def test_each_environment_gets_its_own_role_trusting_only_its_github_environment(unapplied):
+    """The dev stack's trust is read back from the apply (repo:...:environment:dev); prod's is
+    planned here. The `ref:` form is gone: a job in a GitHub environment never sends it."""
+    for environment, github_environment, expected_sub in (
+            ("prod", None, "repo:example-owner/ghost-engine:environment:prod"),
+            ("staging", "staging-eu", "repo:example-owner/ghost-engine:environment:staging-eu")):
+        variables = {**tf_helpers.STACK_VARS, "environment": environment}
+        if github_environment:
+            variables["github_environment"] = github_environment
+        plan = unapplied.plan_json(variables)
+        role = resource_change(plan, "aws_iam_role.github_actions")["after"]
+        assert role["name"] == f"ghost-engine-github-actions-{environment}"
+        assert json.loads(role["assume_role_policy"])["Statement"][0]["Condition"] == {"StringEquals": {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": expected_sub,
+        }}
+        assert [c for c in plan["resource_changes"] if c["type"] == "aws_iam_openid_connect_provider"] == []
+
+
+@requires_terraform
+def test_a_certificate_without_a_domain_and_a_domain_without_a_zone_are_refused(unapplied):
+    errors = unapplied.plan_errors({**tf_helpers.STACK_VARS, "certificate_arn": "arn:aws:acm:us-east-1:1:certificate/x"})
+    assert [e["detail"].split("\n\n")[0] for e in errors] == [
+        "certificate_arn needs domain_name (and route53_zone_id): an ACM certificate cannot cover the ALB's "
+        "amazonaws.com name, so https://<alb dns> would fail TLS."]
+    errors = unapplied.plan_errors({**tf_helpers.STACK_VARS, "domain_name": "api.example.com"})
+    assert [e["detail"].split("\n\n")[0] for e in errors] == [
+        "domain_name and route53_zone_id go together: set both or neither."]
+
+
+# --- The HTTPS variant (a second apply: certificate, domain, Route 53 alias) ---------------------
+
+
+@pytest.fixture(scope="session")
+def https_stack(tmp_path_factory, request) -> tf_helpers.TerraformStack:
+    return tf_helpers.shared_https_stack(tmp_path_factory, request)
+
+
+def state_resource(stack: tf_helpers.TerraformStack, address: str) -> dict:
+    state = json.loads(stack.terraform("show", "-json").stdout)
+    for resource in state["values"]["root_module"]["resources"]:
+        if resource["address"] == address:
+            return resource
+    raise AssertionError(f"{address} is not in the state")
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_every_listener_that_can_forward_is_a_dependency_of_the_services(stack):
+    """Without a certificate the https listener has no instance, but the dependency is in the
+    configuration (so turning HTTPS on cannot race CreateService)."""
+    resources = stack.plan_json["configuration"]["root_module"]["resources"]
+    [service] = [r for r in resources if r["address"] == "aws_ecs_service.this"]
+    assert {"aws_lb_listener.http", "aws_lb_listener.https"} <= set(service["depends_on"])
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_https_stack_redirects_80_forwards_443_with_the_certificate_and_outputs_the_domain(https_stack):
+    elbv2 = https_stack.client("elbv2")
+    certificate = https_stack.variables["certificate_arn"]
+    lb = elbv2.describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]
+    group = elbv2.describe_target_groups(Names=["ghost-engine-orch-dev"])["TargetGroups"][0]
+    listeners = sorted(elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"],
+                       key=lambda listener: listener["Port"])
+    assert [(x["Port"], x["Protocol"]) for x in listeners] == [(80, "HTTP"), (443, "HTTPS")]
+    http, https = listeners
+    assert http["DefaultActions"] == [{"Type": "redirect", "Order": 1, "RedirectConfig": {
+        "Protocol": "HTTPS", "Port": "443", "Host": "#{host}", "Path": "/#{path}", "Query": "#{query}",
+        "StatusCode": "HTTP_301"}}]
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [certificate]
+    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert [(a["Type"], a["TargetGroupArn"]) for a in https["DefaultActions"]] == [("forward", group["TargetGroupArn"])]
+    # Rule order: each listener has only its default rule, so nothing is matched before it.
+    rules = {x["Port"]: [(r["Priority"], r["IsDefault"], r["Actions"][0]["Type"])
+                         for r in elbv2.describe_rules(ListenerArn=x["ListenerArn"])["Rules"]] for x in listeners}
+    assert rules == {80: [("default", True, "redirect")], 443: [("default", True, "forward")]}
+    assert https_stack.outputs["alb_url"] == "https://api.example.com"
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_https_stack_service_waits_for_the_https_listener_and_the_domain_aliases_the_alb(https_stack):
+    depends_on = state_resource(https_stack, 'aws_ecs_service.this["orchestrator"]')["depends_on"]
+    assert {"aws_lb_listener.http", "aws_lb_listener.https"} <= set(depends_on)
+    route53 = https_stack.client("route53")
+    records = route53.list_resource_record_sets(HostedZoneId=https_stack.variables["route53_zone_id"])
+    [alias] = [r for r in records["ResourceRecordSets"] if r["Type"] == "A"]
+    lb = https_stack.client("elbv2").describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]
+    assert alias["Name"].rstrip(".") == "api.example.com"
+    assert alias["AliasTarget"]["DNSName"].rstrip(".").lower() == lb["DNSName"].lower()
+    assert alias["AliasTarget"]["EvaluateTargetHealth"] is True
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_a_terraform_side_change_is_live_after_the_next_deploy(https_stack):
+    """One owner per field: Terraform changes LOG_LEVEL (a new revision no service runs yet, since
+    the services ignore task_definition); the next scripts/deploy.sh starts from the family's
+    latest ACTIVE revision, so the change runs with the new image. Only this test changes the
+    HTTPS stack after its apply."""
+    ecs, ecr = https_stack.client("ecs"), https_stack.client("ecr")
+    variables = {**https_stack.variables, "log_level": "DEBUG"}
+    https_stack.terraform("apply", "-auto-approve", "-no-color", *tf_helpers.var_args(variables))
+    https_stack.variables.update(variables)
+    tag = "3f9c2a1b7e4d5c6f8a9b0c1d2e3f4a5b6c7d8e9f"
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                                      "digest": "sha256:" + "c" * 64}, "layers": []})
+    for name in ("orchestrator", "worker"):
+        assert container(ecs, service_task_definition(ecs, name))[1]["image"].endswith(f":{IMAGE_TAG}")
+        ecr.put_image(repositoryName=f"ghost-engine-{name}-dev", imageManifest=manifest, imageTag=tag)
+    result = subprocess.run([str(ROOT / "scripts" / "deploy.sh"), tag], env={**os.environ, **https_stack.aws_env()},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for name in ("orchestrator", "worker"):
+        _, main = container(ecs, service_task_definition(ecs, name))
+        assert {e["name"]: e["value"] for e in main["environment"]}["LOG_LEVEL"] == "DEBUG", name
+        assert main["image"] == f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ghost-engine-{name}-dev:{tag}"
+
+
+def service_task_definition(ecs, service: str) -> str:
+    return ecs.describe_services(cluster=CLUSTER, services=[service])["services"][0]["taskDefinition"]
+
+
+# --- The account stack (infra/aws/account) --------------------------------------------------------
+
+
+@requires_terraform
+@pytest.mark.timeout(300)
+def test_account_stack_creates_the_oidc_provider_and_ecs_role_and_refuses_to_destroy_them(tmp_path):
+    fresh = MotoServer()
+    try:
+        module = tmp_path / "account"
+        shutil.copytree(ROOT / "infra" / "aws" / "account", module)
+        env = tf_helpers.terraform_env(tmp_path, fresh.env())
+        tf_helpers.run(["init", "-backend=false", "-no-color"], module, env)
+        tf_helpers.run(["apply", "-auto-approve", "-no-color"], module, env)
+        outputs = json.loads(tf_helpers.run(["output", "-json"], module, env).stdout)
+        assert outputs["github_oidc_provider_arn"]["value"] == GITHUB_OIDC_PROVIDER_ARN
+        iam = tf_helpers.boto_client(fresh, "iam")
+        assert iam.get_open_id_connect_provider(OpenIDConnectProviderArn=GITHUB_OIDC_PROVIDER_ARN)[
+            "ClientIDList"] == ["sts.amazonaws.com"]
+        # AWS names it AWSServiceRoleForECS; moto spells the name its own way, so the path is checked.
+        [role] = iam.list_roles(PathPrefix="/aws-service-role/ecs.amazonaws.com/")["Roles"]
+        assert role["Arn"] == outputs["ecs_service_linked_role_arn"]["value"]
+        assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": ["ecs.amazonaws.com"]}
+        destroy = tf_helpers.run(["destroy", "-auto-approve", "-no-color"], module, env, ok_codes=(1,))
+        assert "Instance cannot be destroyed" in destroy.stderr and "prevent_destroy" in destroy.stderr
+        assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == [{"Arn": GITHUB_OIDC_PROVIDER_ARN}]
+    finally:
+        fresh.stop()
+
+
 # --- checkov ----------------------------------------------------------------------------------
 
 CHECKOV_VERSION = "3.3.30"
@@ -701,6 +890,7 @@ EXPECTED_SKIPS = {
     ("CKV_AWS_2", "aws_lb_listener.http"),
     ("CKV_AWS_103", "aws_lb_listener.http"),
     ("CKV_AWS_260", "aws_security_group_rule.alb_http"),
+    ("CKV_AWS_358", "aws_iam_policy_document.github_assume"),
     ("CKV_AWS_356", "aws_iam_policy_document.github_deploy"),
     ("CKV_AWS_111", "aws_iam_policy_document.github_deploy"),
     ("CKV_AWS_26", "aws_sns_topic.alarms"),

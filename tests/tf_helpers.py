@@ -13,7 +13,11 @@ environment for boto3 / the AWS CLI. Use it from a session fixture::
         return tf_helpers.shared_stack(tmp_path_factory, request)
 
 ``unapplied_module()`` is an initialised copy with no state, for plans with other variables
-(a few seconds each): never a second apply.
+(a few seconds each). ``shared_https_stack()`` is the one other apply: the same module with a
+certificate and a domain (HTTPS listener, Route 53 alias), on a moto server of its own.
+
+Before any plan, the moto server gets what ``infra/aws/account`` creates once per real account
+(the GitHub OIDC provider, which the module looks up and never owns).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pathlib
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -50,13 +55,18 @@ STACK_IMAGE_TAG = "5af881e0c3b2a1d4e5f60718293a4b5c6d7e8f90"
 # (the dev names).
 STACK_VARS = {
     "api_token_enabled": "true",
+    "orchestrator_desired_count": "2",  # the worker's default is 2: both at MOTO_RUNNING_TASKS
     "deletion_protection_enabled": "false",
     "github_repository": "example-owner/ghost-engine",
     "image_tag": STACK_IMAGE_TAG,
 }
 # moto reports this many running tasks per ECS service; equal to the desired counts, so
 # services are stable at once.
-MOTO_RUNNING_TASKS = "1"
+MOTO_RUNNING_TASKS = "2"
+# The HTTPS variant's public name, in a hosted zone the test creates in moto first.
+HTTPS_DOMAIN = "api.example.com"
+HTTPS_ZONE = "example.com"
+GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 
 APPLY_TIMEOUT_S = 600
 COMMAND_TIMEOUT_S = 300
@@ -154,8 +164,35 @@ class UnappliedModule:
         return json.loads(self.terraform("show", "-json", "tfplan").stdout)
 
 
+def boto_client(moto: MotoServer, service: str):
+    import boto3  # only the AWS tests need it
+
+    return boto3.client(service, endpoint_url=moto.endpoint, region_name=AWS_TEST_ENV["AWS_REGION"],
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def prepare_account(moto: MotoServer) -> str:
+    """What ``infra/aws/account`` creates once per account: the GitHub OIDC provider (its ARN)."""
+    iam = boto_client(moto, "iam")
+    for provider in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+        if provider["Arn"].endswith("/token.actions.githubusercontent.com"):
+            return provider["Arn"]
+    return iam.create_open_id_connect_provider(Url=GITHUB_OIDC_URL, ClientIDList=["sts.amazonaws.com"])[
+        "OpenIDConnectProviderArn"]
+
+
+def prepare_https(moto: MotoServer) -> dict[str, str]:
+    """An ACM certificate for HTTPS_DOMAIN and its hosted zone in moto; the variables naming them."""
+    certificate = boto_client(moto, "acm").request_certificate(
+        DomainName=HTTPS_DOMAIN, ValidationMethod="DNS")["CertificateArn"]
+    zone = boto_client(moto, "route53").create_hosted_zone(
+        Name=HTTPS_ZONE, CallerReference="ghost-engine-tests")["HostedZone"]["Id"].split("/")[-1]
+    return {"certificate_arn": certificate, "domain_name": HTTPS_DOMAIN, "route53_zone_id": zone}
+
+
 def unapplied_module(workdir: pathlib.Path, moto: MotoServer) -> UnappliedModule:
     """Copy the module to ``workdir`` and ``terraform init`` it, to plan against ``moto``."""
+    prepare_account(moto)
     module_dir = copy_module(workdir)
     env = terraform_env(workdir, moto.env())
     run(["init", "-backend=false", "-no-color"], module_dir, env)
@@ -183,10 +220,7 @@ class TerraformStack:
         return self.moto.env()
 
     def client(self, service: str):
-        import boto3  # only the AWS tests need it
-
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=AWS_TEST_ENV["AWS_REGION"],
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto_client(self.moto, service)
 
     def terraform(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
         """Run terraform in the stack's working copy (same state, same moto server)."""
@@ -196,11 +230,14 @@ class TerraformStack:
         self.moto.stop()
 
 
-def apply_stack(workdir: pathlib.Path, variables: dict[str, str] | None = None) -> TerraformStack:
-    """Start a moto server and ``terraform apply`` the whole module against it."""
-    variables = {**STACK_VARS, **(variables or {})}
+def apply_stack(workdir: pathlib.Path, variables: dict[str, str] | None = None,
+                prepare: Callable[[MotoServer], dict[str, str]] | None = None) -> TerraformStack:
+    """Start a moto server and ``terraform apply`` the whole module against it; ``prepare``
+    creates what the apply needs first and returns more variables."""
     moto = MotoServer(extra_env={"MOTO_ECS_SERVICE_RUNNING": MOTO_RUNNING_TASKS})
     try:
+        prepare_account(moto)
+        variables = {**STACK_VARS, **(variables or {}), **(prepare(moto) if prepare else {})}
         module_dir = copy_module(workdir)
         env = terraform_env(workdir, moto.env())
         timings: dict[str, float] = {}
@@ -223,7 +260,23 @@ def apply_stack(workdir: pathlib.Path, variables: dict[str, str] | None = None) 
     return TerraformStack(moto, module_dir, env, variables, outputs, plan_json, timings)
 
 
-_SHARED: TerraformStack | None = None
+_SHARED: dict[str, TerraformStack] = {}
+
+
+def _shared(key: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+            prepare: Callable[[MotoServer], dict[str, str]] | None = None) -> TerraformStack:
+    if TERRAFORM is None:
+        pytest.skip(SKIP_REASON)
+    if key not in _SHARED:
+        stack = apply_stack(tmp_path_factory.mktemp(f"terraform-{key}"), prepare=prepare)
+        _SHARED[key] = stack
+
+        def _close() -> None:
+            stack.close()
+            _SHARED.pop(key, None)
+
+        request.addfinalizer(_close)
+    return _SHARED[key]
 
 
 def shared_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> TerraformStack:
@@ -231,17 +284,9 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
 
     Call it from a session-scoped fixture; any number of test modules may do so.
     """
-    global _SHARED
-    if TERRAFORM is None:
-        pytest.skip(SKIP_REASON)
-    if _SHARED is None:
-        stack = apply_stack(tmp_path_factory.mktemp("terraform-stack"))
-        _SHARED = stack
+    return _shared("stack", tmp_path_factory, request)
 
-        def _close() -> None:
-            global _SHARED
-            stack.close()
-            _SHARED = None
 
-        request.addfinalizer(_close)
-    return _SHARED
+def shared_https_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> TerraformStack:
+    """The session's applied stack with certificate_arn, domain_name and route53_zone_id set."""
+    return _shared("https", tmp_path_factory, request, prepare=prepare_https)

@@ -25,8 +25,12 @@ resource "aws_lb_target_group" "orchestrator" {
   target_type = "ip" # Fargate tasks register by IP (awsvpc).
   vpc_id      = local.vpc_id
 
-  # Matches the containers' stopTimeout: in-flight requests get as long as the task does.
-  deregistration_delay = 30
+  # The drain order on a rollout or scale-in: ECS deregisters the task here, waits this long,
+  # and only then sends SIGTERM, after which the orchestrator still has its stopTimeout (30 s)
+  # to finish in-flight requests. So the delay only has to cover the ALB noticing the target
+  # is draining (a few seconds); at 30 s, on top of stopTimeout, every task replaced took about
+  # a minute for nothing.
+  deregistration_delay = 15
 
   # Readiness, not liveness: a task whose background work is failing (e.g. no store access)
   # gets no traffic, while ECS's container healthCheck (/healthz) keeps it alive to recover.
@@ -75,5 +79,21 @@ resource "aws_lb_listener" "https" {
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.orchestrator.arn
+  }
+}
+
+# The public name of the API: with a certificate, https://<domain_name> is the only URL TLS can
+# verify (no certificate covers the ALB's amazonaws.com name).
+resource "aws_route53_record" "api" {
+  count = var.domain_name == null ? 0 : 1
+
+  zone_id = var.route53_zone_id
+  name    = var.domain_name
+  type    = "A"
+
+  alias {
+    name                   = aws_lb.this.dns_name
+    zone_id                = aws_lb.this.zone_id
+    evaluate_target_health = true
   }
 }

@@ -1,31 +1,38 @@
-# GitHub Actions deploys through OIDC: no stored AWS keys. The role trusts only workflow runs of
-# var.github_repository on var.github_ref, and may do only what the deploy does: push images to
-# the two repositories, register task definitions, update and watch the two services, pass
-# the three ECS roles to ECS, and read what scripts/verify-deployment.sh checks afterwards.
-
-resource "aws_iam_openid_connect_provider" "github" {
-  count = var.github_oidc_provider_arn == null ? 1 : 0
-
-  url            = "https://token.actions.githubusercontent.com"
-  client_id_list = ["sts.amazonaws.com"]
-  # No thumbprint_list: IAM trusts GitHub's OIDC endpoint through its root CA library.
-}
+# GitHub Actions deploys through OIDC: no stored AWS keys. The role trusts only deploy jobs of
+# var.github_repository that run in the GitHub environment var.github_environment (default: the
+# Terraform environment's name), and may do only what the deploy does: push images to the two
+# repositories, register task definitions, update and watch the two services, pass the three
+# ECS roles to ECS, and read what scripts/verify-deployment.sh checks afterwards.
+#
+# The OIDC provider is account-wide (one per account for token.actions.githubusercontent.com,
+# shared by every repository): ../account creates it once, protected from destroy, and this
+# stack only looks it up, so destroying one environment never cuts every other repository off.
 
 locals {
-  github_oidc_provider_arn = coalesce(var.github_oidc_provider_arn, one(aws_iam_openid_connect_provider.github[*].arn))
+  github_oidc_provider_arn = coalesce(
+    var.github_oidc_provider_arn,
+    "arn:${local.partition}:iam::${local.account_id}:oidc-provider/token.actions.githubusercontent.com",
+  )
   # Namespaced, so two environments (or an unrelated role) never collide on one name. An
   # existing role is adopted only on purpose: name it and `terraform import` it (README.md).
   github_actions_role_name = coalesce(var.github_actions_role_name, "${var.project}-github-actions-${var.environment}")
+  github_environment       = coalesce(var.github_environment, var.environment)
+}
+
+# Fails the plan, naming the ARN, when the provider does not exist yet (apply ../account first).
+data "aws_iam_openid_connect_provider" "github" {
+  arn = local.github_oidc_provider_arn
 }
 
 data "aws_iam_policy_document" "github_assume" {
+  #checkov:skip=CKV_AWS_358: the subject is repo:<var.github_repository>:environment:<name>; checkov cannot read the variable, which its validation holds to owner/name without wildcards.
   statement {
     sid     = "GitHubActionsOidc"
     actions = ["sts:AssumeRoleWithWebIdentity"]
 
     principals {
       type        = "Federated"
-      identifiers = [local.github_oidc_provider_arn]
+      identifiers = [data.aws_iam_openid_connect_provider.github.arn]
     }
 
     condition {
@@ -37,14 +44,16 @@ data "aws_iam_policy_document" "github_assume" {
     condition {
       test     = "StringEquals"
       variable = "token.actions.githubusercontent.com:sub"
-      values   = ["repo:${var.github_repository}:ref:${var.github_ref}"]
+      # A job with `environment:` gets this subject, never the `ref:` form; the environment's
+      # deployment-branch rule (and, for prod, its required reviewers) decides who may run it.
+      values = ["repo:${var.github_repository}:environment:${local.github_environment}"]
     }
   }
 }
 
 resource "aws_iam_role" "github_actions" {
   name                 = local.github_actions_role_name
-  description          = "GitHub Actions (${var.github_repository}, ${var.github_ref}) deploys Ghost Engine ${var.environment}"
+  description          = "GitHub Actions (${var.github_repository}, environment ${local.github_environment}) deploys Ghost Engine ${var.environment}"
   assume_role_policy   = data.aws_iam_policy_document.github_assume.json
   max_session_duration = 3600
 }

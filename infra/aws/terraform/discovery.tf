@@ -16,7 +16,7 @@ resource "aws_service_discovery_service" "this" {
 
     dns_records {
       type = "A"
-      ttl  = 10 # Short: a replaced worker task must drop out of answers quickly.
+      ttl  = local.worker_dns_ttl # Short: a replaced worker task must drop out of answers quickly.
     }
   }
 

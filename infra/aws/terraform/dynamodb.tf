@@ -1,7 +1,7 @@
 # The jobs table. `dynamostore.py create-table` creates the same table for local development; a test
 # compares the two. Items: one per job, keyed by jobId. Queued and running jobs also carry
-# activeShard = "active" and leaseExpiresAt, which puts them (and only them) in the sparse
-# active-by-lease index the orchestrators scan for expired leases. Every job also carries
+# activeShard = "active#<n>" and leaseExpiresAt, which puts them (and only them) in the sparse
+# active-by-lease index the orchestrators query (every shard) for expired leases. Every job also carries
 # createdKey ("<createdAt>#<jobId>"), listShard ("all#<n>") and stateShard ("<state>#<n>"), n being
 # crc32(jobId) mod 4: GET /jobs reads the newest jobs from jobs-by-created, or from jobs-by-state for
 # one state, a Query per shard (dynamolist.py; README "Job state in DynamoDB").

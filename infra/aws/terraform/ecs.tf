@@ -1,9 +1,13 @@
 # ECS cluster, one Fargate task definition and one service per component.
 #
-# Terraform creates the first task-definition revision; after that the deploy pipeline owns
-# revisions (scripts/deploy.sh registers new ones with the commit-SHA image and updates the
-# services), so the services ignore `task_definition`. moto and some AWS accounts never return
-# `availability_zone_rebalancing`, which would otherwise show a diff on every plan.
+# One owner per field. Terraform owns everything in a task definition but the image: a change
+# here (environment, CPU/memory, roles, logging) registers a new revision of the family. The
+# deploy pipeline owns the image and which revision runs: scripts/deploy.sh starts from the
+# family's latest ACTIVE revision (Terraform's, or its own copy of it), swaps only the image, and
+# moves the services, so a Terraform change is live after the next deploy (run
+# `scripts/deploy.sh <running sha>` to apply it at once). The services therefore ignore
+# `task_definition`. moto and some AWS accounts never return `availability_zone_rebalancing`,
+# which would otherwise show a diff on every plan.
 
 resource "aws_ecs_cluster" "this" {
   name = local.cluster_name
@@ -68,8 +72,8 @@ resource "aws_ecs_task_definition" "this" {
         startPeriod = 10
       }
 
-      # SIGTERM, then 30 s to finish in-flight requests before SIGKILL.
-      stopTimeout            = 30
+      # SIGTERM, then this long before SIGKILL (main.tf: the worker's includes its accept delay).
+      stopTimeout            = each.value.stop_timeout
       readonlyRootFilesystem = true
 
       logConfiguration = {
@@ -78,6 +82,13 @@ resource "aws_ecs_task_definition" "this" {
           awslogs-group         = aws_cloudwatch_log_group.this[each.key].name
           awslogs-region        = var.region
           awslogs-stream-prefix = each.key
+          # Explicit, not the account default. non-blocking: a write to stdout never waits for
+          # CloudWatch Logs, so a throttled or unreachable Logs API cannot stall requests; the
+          # price is that lines written while this buffer is full (minutes of output at our
+          # rates) are dropped, EMF metric lines included. blocking would keep every line and
+          # stall the service instead.
+          mode              = "non-blocking"
+          "max-buffer-size" = "25m"
         }
       }
     },
@@ -135,9 +146,11 @@ resource "aws_ecs_service" "this" {
   }
 
   # The target group must be attached to the ALB before a service can register into it, and a
-  # task can start only once its secrets have a value.
+  # task can start only once its secrets have a value. With a certificate, port 80 only
+  # redirects: the HTTPS listener is what attaches the target group, so both are waited for.
   depends_on = [
     aws_lb_listener.http,
+    aws_lb_listener.https,
     aws_secretsmanager_secret_version.worker_token,
     aws_secretsmanager_secret_version.api_token,
   ]

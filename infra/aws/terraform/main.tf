@@ -33,6 +33,14 @@ locals {
   worker_dns_name = "worker.${local.namespace_name}"
   worker_port     = 8081
   worker_url      = "http://${local.worker_dns_name}:${local.worker_port}"
+  # ECS takes a stopping worker out of Cloud Map without waiting for the record's TTL, so
+  # orchestrators may dial it for up to TTL seconds (plus their resolver's caching) after
+  # SIGTERM: the worker keeps accepting for TTL + 5 s (SHUTDOWN_DELAY_SECONDS), then finishes
+  # what it accepted within SHUTDOWN_GRACE_SECONDS, all inside its stopTimeout.
+  worker_dns_ttl        = 10
+  worker_shutdown_delay = local.worker_dns_ttl + 5
+  worker_shutdown_grace = 25
+  worker_stop_timeout   = local.worker_shutdown_delay + local.worker_shutdown_grace + 5
 
   # The two ECS services. They run the same image; the command picks the service.
   # Keys are the ECS service names and the container names.
@@ -42,6 +50,7 @@ locals {
       cpu           = var.orchestrator_cpu
       memory        = var.orchestrator_memory
       desired_count = var.orchestrator_desired_count
+      stop_timeout  = 30 # SIGTERM (after the ALB's deregistration delay), then 30 s for in-flight requests
       environment = {
         HOST              = "0.0.0.0"
         PORT              = "8080"
@@ -63,11 +72,14 @@ locals {
       cpu           = var.worker_cpu
       memory        = var.worker_memory
       desired_count = var.worker_desired_count
+      stop_timeout  = local.worker_stop_timeout
       # The worker publishes no metrics, so no ENVIRONMENT or METRICS_NAMESPACE.
       environment = {
-        HOST      = "0.0.0.0"
-        PORT      = tostring(local.worker_port)
-        LOG_LEVEL = var.log_level
+        HOST                   = "0.0.0.0"
+        PORT                   = tostring(local.worker_port)
+        LOG_LEVEL              = var.log_level
+        SHUTDOWN_DELAY_SECONDS = tostring(local.worker_shutdown_delay)
+        SHUTDOWN_GRACE_SECONDS = tostring(local.worker_shutdown_grace)
       }
       secrets = { WORKER_TOKEN = aws_secretsmanager_secret.worker_token.arn }
     }

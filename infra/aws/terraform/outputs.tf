@@ -1,6 +1,6 @@
 output "alb_url" {
-  description = "Base URL of the public API (the orchestrator behind the ALB). Health: <alb_url>/healthz."
-  value       = var.certificate_arn == null ? "http://${aws_lb.this.dns_name}" : "https://${aws_lb.this.dns_name}"
+  description = "Base URL of the public API (the orchestrator behind the ALB): https://<domain_name> with a certificate, http://<domain_name or the ALB's DNS name> without. Health: <alb_url>/healthz."
+  value       = "${var.certificate_arn == null ? "http" : "https"}://${coalesce(var.domain_name, aws_lb.this.dns_name)}"
 }
 
 output "alb_dns_name" {

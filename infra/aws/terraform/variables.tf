@@ -90,8 +90,35 @@ variable "availability_zones" {
 
 variable "certificate_arn" {
   type        = string
-  description = "ACM certificate ARN for an HTTPS listener on 443; port 80 then redirects to HTTPS. null serves plain HTTP on 80 only."
+  description = "ACM certificate ARN for an HTTPS listener on 443; port 80 then redirects to HTTPS. null serves plain HTTP on 80 only. Needs domain_name: no certificate can cover the ALB's own DNS name."
   default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || var.domain_name != null
+    error_message = "certificate_arn needs domain_name (and route53_zone_id): an ACM certificate cannot cover the ALB's amazonaws.com name, so https://<alb dns> would fail TLS."
+  }
+}
+
+variable "domain_name" {
+  type        = string
+  description = "DNS name of the public API (e.g. api.example.com), created as a Route 53 alias of the ALB in route53_zone_id; alb_url then uses it. The certificate must cover it. null uses the ALB's own DNS name (plain HTTP only)."
+  default     = null
+
+  validation {
+    condition     = var.domain_name == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.domain_name))
+    error_message = "domain_name must be a lowercase DNS name such as api.example.com."
+  }
+}
+
+variable "route53_zone_id" {
+  type        = string
+  description = "Route 53 hosted zone (ID) that holds domain_name; required with domain_name."
+  default     = null
+
+  validation {
+    condition     = (var.domain_name == null) == (var.route53_zone_id == null)
+    error_message = "domain_name and route53_zone_id go together: set both or neither."
+  }
 }
 
 variable "alb_ingress_cidrs" {
@@ -125,8 +152,8 @@ variable "orchestrator_desired_count" {
 
 variable "worker_desired_count" {
   type        = number
-  description = "Number of worker tasks."
-  default     = 1
+  description = "Number of worker tasks. Two by default: replacing the only worker leaves the orchestrators nothing to dial while the new one starts."
+  default     = 2
 
   validation {
     condition     = var.worker_desired_count >= 0 && floor(var.worker_desired_count) == var.worker_desired_count
@@ -140,32 +167,60 @@ variable "orchestrator_cpu" {
   default     = 256
 
   validation {
-    condition     = contains([256, 512, 1024, 2048, 4096], var.orchestrator_cpu)
-    error_message = "orchestrator_cpu must be one of 256, 512, 1024, 2048, 4096."
+    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.orchestrator_cpu)
+    error_message = "orchestrator_cpu must be one of 256, 512, 1024, 2048, 4096, 8192, 16384 (Fargate's CPU values)."
   }
 }
 
 variable "orchestrator_memory" {
   type        = number
-  description = "Memory (MiB) of an orchestrator task; must be valid for orchestrator_cpu on Fargate."
+  description = "Memory (MiB) of an orchestrator task: a value Fargate accepts with orchestrator_cpu (README.md, \"Task sizes\")."
   default     = 512
+
+  # Fargate's table (Linux): a pair outside it passes plan and fails RegisterTaskDefinition.
+  validation {
+    condition = (
+      var.orchestrator_cpu == 256 ? contains([512, 1024, 2048], var.orchestrator_memory) :
+      var.orchestrator_cpu == 512 ? var.orchestrator_memory >= 1024 && var.orchestrator_memory <= 4096 && var.orchestrator_memory % 1024 == 0 :
+      var.orchestrator_cpu == 1024 ? var.orchestrator_memory >= 2048 && var.orchestrator_memory <= 8192 && var.orchestrator_memory % 1024 == 0 :
+      var.orchestrator_cpu == 2048 ? var.orchestrator_memory >= 4096 && var.orchestrator_memory <= 16384 && var.orchestrator_memory % 1024 == 0 :
+      var.orchestrator_cpu == 4096 ? var.orchestrator_memory >= 8192 && var.orchestrator_memory <= 30720 && var.orchestrator_memory % 1024 == 0 :
+      var.orchestrator_cpu == 8192 ? var.orchestrator_memory >= 16384 && var.orchestrator_memory <= 61440 && var.orchestrator_memory % 4096 == 0 :
+      var.orchestrator_memory >= 32768 && var.orchestrator_memory <= 122880 && var.orchestrator_memory % 8192 == 0
+    )
+    error_message = "orchestrator_memory ${var.orchestrator_memory} is not a Fargate size for orchestrator_cpu ${var.orchestrator_cpu}. Fargate accepts: 256 -> 512, 1024, 2048; 512 -> 1024-4096; 1024 -> 2048-8192; 2048 -> 4096-16384 (steps of 1024); 4096 -> 8192-30720 (1024); 8192 -> 16384-61440 (4096); 16384 -> 32768-122880 (8192)."
+  }
 }
 
 variable "worker_cpu" {
   type        = number
-  description = "Fargate CPU units of a worker task (256 = 0.25 vCPU)."
+  description = "Fargate CPU units of an worker task (256 = 0.25 vCPU)."
   default     = 256
 
   validation {
-    condition     = contains([256, 512, 1024, 2048, 4096], var.worker_cpu)
-    error_message = "worker_cpu must be one of 256, 512, 1024, 2048, 4096."
+    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.worker_cpu)
+    error_message = "worker_cpu must be one of 256, 512, 1024, 2048, 4096, 8192, 16384 (Fargate's CPU values)."
   }
 }
 
 variable "worker_memory" {
   type        = number
-  description = "Memory (MiB) of a worker task; must be valid for worker_cpu on Fargate."
+  description = "Memory (MiB) of an worker task: a value Fargate accepts with worker_cpu (README.md, \"Task sizes\")."
   default     = 512
+
+  # Fargate's table (Linux): a pair outside it passes plan and fails RegisterTaskDefinition.
+  validation {
+    condition = (
+      var.worker_cpu == 256 ? contains([512, 1024, 2048], var.worker_memory) :
+      var.worker_cpu == 512 ? var.worker_memory >= 1024 && var.worker_memory <= 4096 && var.worker_memory % 1024 == 0 :
+      var.worker_cpu == 1024 ? var.worker_memory >= 2048 && var.worker_memory <= 8192 && var.worker_memory % 1024 == 0 :
+      var.worker_cpu == 2048 ? var.worker_memory >= 4096 && var.worker_memory <= 16384 && var.worker_memory % 1024 == 0 :
+      var.worker_cpu == 4096 ? var.worker_memory >= 8192 && var.worker_memory <= 30720 && var.worker_memory % 1024 == 0 :
+      var.worker_cpu == 8192 ? var.worker_memory >= 16384 && var.worker_memory <= 61440 && var.worker_memory % 4096 == 0 :
+      var.worker_memory >= 32768 && var.worker_memory <= 122880 && var.worker_memory % 8192 == 0
+    )
+    error_message = "worker_memory ${var.worker_memory} is not a Fargate size for worker_cpu ${var.worker_cpu}. Fargate accepts: 256 -> 512, 1024, 2048; 512 -> 1024-4096; 1024 -> 2048-8192; 2048 -> 4096-16384 (steps of 1024); 4096 -> 8192-30720 (1024); 8192 -> 16384-61440 (4096); 16384 -> 32768-122880 (8192)."
+  }
 }
 
 variable "api_token_enabled" {
@@ -289,10 +344,15 @@ variable "github_repository" {
   }
 }
 
-variable "github_ref" {
+variable "github_environment" {
   type        = string
-  description = "The only Git ref whose workflow runs may assume the deploy role."
-  default     = "refs/heads/main"
+  description = "GitHub environment whose deploy jobs may assume the role: the trust policy's subject is `repo:<github_repository>:environment:<this>`. null means var.environment. Which branches may deploy is then the environment's deployment-branch rule in GitHub (README.md)."
+  default     = null
+
+  validation {
+    condition     = var.github_environment == null ? true : can(regex("^[A-Za-z0-9_.-]{1,255}$", var.github_environment))
+    error_message = "github_environment must be a GitHub environment name: letters, digits, '.', '_', '-'."
+  }
 }
 
 variable "github_actions_role_name" {
@@ -308,6 +368,6 @@ variable "github_actions_role_name" {
 
 variable "github_oidc_provider_arn" {
   type        = string
-  description = "ARN of an existing GitHub OIDC provider (an account can hold only one for token.actions.githubusercontent.com). null creates it."
+  description = "ARN of the account's GitHub OIDC provider. It is account-wide, shared by every repository and stack, so this module never creates or destroys it: ../account creates it once per account. null means the provider's fixed ARN, arn:<partition>:iam::<account>:oidc-provider/token.actions.githubusercontent.com."
   default     = null
 }
