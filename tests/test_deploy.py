@@ -235,7 +235,7 @@ def test_deploy_starts_from_the_latest_revision_terraform_registered_not_the_run
     service runs (the services ignore task_definition). The next deploy copies that revision, so
     the change is live with the new image."""
     stack()
-    for service, repo in REPOS.items():  # what `terraform apply` with log_level = DEBUG does
+    for repo in REPOS.values():  # what `terraform apply` with log_level = DEBUG does
         td, tags = task_definition(stack.ecs, f"{TD_ARN}{repo}:1")
         for variable in td["containerDefinitions"][0]["environment"]:
             if variable["name"] == "LOG_LEVEL":
