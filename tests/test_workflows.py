@@ -123,7 +123,7 @@ def test_checkouts_do_not_persist_credentials():
 
 def test_no_expression_is_expanded_inside_a_run_script():
     runs = [step["run"] for _, _, job in jobs_with_steps() for step in job["steps"] if "run" in step]
-    assert len(runs) == 7
+    assert len(runs) == 8
     for script in runs:
         assert "${{" not in script, script
 
