@@ -62,12 +62,18 @@ Handler = Callable[..., Any]
 
 
 class Router:
-    """Maps ``(method, "/path/{param}")`` to handlers; unknown path 404, wrong method 405."""
+    """Maps ``(method, "/path/{param}")`` to handlers; unknown path 404, wrong method 405.
+
+    A path with a GET handler also answers HEAD with it (RFC 9110: HEAD is GET without the
+    body; ``send_body`` leaves the body out), unless the table names a HEAD handler itself."""
 
     def __init__(self, table: Mapping[tuple[str, str], Handler]):
         by_pattern: dict[str, dict[str, Handler]] = {}
         for (method, pattern), handler in table.items():
             by_pattern.setdefault(pattern, {})[method] = handler
+        for methods in by_pattern.values():
+            if "GET" in methods:
+                methods.setdefault("HEAD", methods["GET"])
         self._routes = [(self._compile(p), methods) for p, methods in by_pattern.items()]
 
     @staticmethod

@@ -136,8 +136,8 @@ def test_a_post_that_is_not_json_is_415(orch, content_type):
         ("GET", "/status/6f1c1d1e-0000-4000-8000-000000000000", 404, "not_found", None),
         ("GET", "/status/not-a-uuid", 404, "not_found", None),
         ("GET", "/generate-scene", 405, "method_not_allowed", "POST"),
-        ("DELETE", "/status/6f1c1d1e-0000-4000-8000-000000000000", 405, "method_not_allowed", "GET"),
-        ("POST", "/healthz", 405, "method_not_allowed", "GET"),
+        ("DELETE", "/status/6f1c1d1e-0000-4000-8000-000000000000", 405, "method_not_allowed", "GET, HEAD"),
+        ("POST", "/healthz", 405, "method_not_allowed", "GET, HEAD"),
         ("PUT", "/generate-scene", 405, "method_not_allowed", "POST"),
     ],
 )
@@ -147,9 +147,13 @@ def test_unknown_paths_and_wrong_methods(orch, method, path, status, code, allow
     assert reply.headers.get("allow") == allow
 
 
-def test_head_on_a_known_path_gets_405_without_a_body(orch):
+def test_head_on_a_get_route_is_answered_without_a_body(orch):
+    """Before: 405. A load balancer or uptime probe may check with HEAD."""
     reply = request(orch.url, "HEAD", "/healthz")
-    assert (reply.status, reply.headers["allow"], reply.raw) == (405, "GET", b"")
+    assert (reply.status, reply.headers["content-length"], reply.raw) == (200, "11", b"")
+    unknown = request(orch.url, "HEAD", "/status/6f1c1d1e-0000-4000-8000-000000000000")
+    assert (unknown.status, unknown.raw) == (404, b"")
+    assert request(orch.url, "HEAD", "/generate-scene").headers["allow"] == "POST"
 
 
 @pytest.mark.parametrize(

@@ -63,9 +63,16 @@ def test_router_wrong_method_is_405_with_allow_listing_the_methods_sorted():
     assert (info.value.status, info.value.body(), info.value.headers) == (
         405,
         {"error": {"code": "method_not_allowed",
-                   "message": "PUT is not allowed on /jobs/abc; allowed: DELETE, GET"}},
-        {"Allow": "DELETE, GET"},
+                   "message": "PUT is not allowed on /jobs/abc; allowed: DELETE, GET, HEAD"}},
+        {"Allow": "DELETE, GET, HEAD"},
     )
+
+
+def test_router_answers_head_with_the_get_handler_unless_the_table_names_one():
+    assert ROUTER.match("HEAD", "/jobs/abc-123") == (_get_job, {"job_id": "abc-123"})
+    with pytest.raises(HTTPError) as info:
+        ROUTER.match("HEAD", "/jobs")  # POST only: no GET to answer HEAD with
+    assert (info.value.status, info.value.headers) == (405, {"Allow": "POST"})
 
 
 # -- a real server with a small app (tests/httpapp.py) ----------------------------------
@@ -115,14 +122,15 @@ def test_unknown_path_is_404_json(port):
 @pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "PATCH", "QUERY"])
 def test_a_standard_method_a_path_lacks_is_405_not_501(port, method):
     status, headers, body = call(port, method, "/items/1")
-    assert (status, headers["Allow"], json.loads(body)["error"]["code"]) == (405, "DELETE, GET", "method_not_allowed")
+    assert (status, headers["Allow"], json.loads(body)["error"]["code"]) == (405, "DELETE, GET, HEAD", "method_not_allowed")
 
 
 def test_wrong_method_is_405_with_allow_header(port):
     status, headers, body = call(port, "POST", "/items/1", b"{}")
     assert (status, headers["Allow"], json.loads(body)) == (
-        405, "DELETE, GET",
-        {"error": {"code": "method_not_allowed", "message": "POST is not allowed on /items/1; allowed: DELETE, GET"}})
+        405, "DELETE, GET, HEAD",
+        {"error": {"code": "method_not_allowed",
+                   "message": "POST is not allowed on /items/1; allowed: DELETE, GET, HEAD"}})
 
 
 # -- request ids ------------------------------------------------------------------------
@@ -361,7 +369,9 @@ def test_send_body_may_replace_no_store_and_304_states_the_length_but_sends_no_b
     assert b"\r\nContent-Length: 9\r\n" in not_modified and not_modified.endswith(b"\r\n\r\n")
 
 
-def test_head_on_a_get_only_path_is_405_without_a_body(port):
+def test_head_on_a_path_with_only_a_get_handler_is_answered_by_it_without_the_body(port):
+    """Before: 405. HEAD is GET without the body (RFC 9110 9.3.2): same status and headers,
+    Content-Length of the body it would have sent, and nothing after the head."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"HEAD /items/1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         received = b""
@@ -369,8 +379,8 @@ def test_head_on_a_get_only_path_is_405_without_a_body(port):
             received += chunk
     head, _, rest = received.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
-    assert (lines[0], rest) == (b"HTTP/1.1 405 Method Not Allowed", b"")
-    assert b"Allow: DELETE, GET" in lines
+    assert (lines[0], rest) == (b"HTTP/1.1 200 OK", b"")
+    assert b"Content-Length: 12" in lines  # len(b'{"item":"1"}')
 
 
 # -- malformed heads ----------------------------------------------------------------------

@@ -95,7 +95,7 @@ def test_a_public_path_needs_no_token(port):
 def test_routing_comes_first_unknown_path_404_and_wrong_method_405_without_a_token(port):
     assert call(port, "GET", "/nope")[0] == 404
     status, headers, _ = call(port, "PUT", "/items/7")
-    assert (status, headers["Allow"]) == (405, "DELETE, GET")
+    assert (status, headers["Allow"]) == (405, "DELETE, GET, HEAD")
 
 
 def test_a_refused_post_never_reaches_the_handler_and_its_body_is_drained_in_step(port):
