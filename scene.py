@@ -45,29 +45,42 @@ _DEFAULT_ENTITIES = ["crate", "barrel", "lamp", "painting", "rug"]
 
 
 def parse_input(body: dict[str, Any], *, require_seed: bool) -> dict[str, Any]:
-    """Validated ``{"prompt", "seed", "style"}`` from a request body; ``ValueError``
-    with a message naming the bad field and what is accepted otherwise."""
+    """Validated ``{"prompt", "seed", "style"}`` from a request body; else ``ValueError``
+    whose message lists every problem ("; " between them), each naming its field and what
+    is accepted, so a client fixes them all at once."""
     unknown = sorted(set(body) - set(INPUT_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown field(s): {', '.join(unknown)}; accepted: {', '.join(INPUT_FIELDS)}")
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("prompt is required and must be a non-empty string")
-    if len(prompt) > PROMPT_MAX_CHARS:
-        raise ValueError(f"prompt is {len(prompt)} characters; the limit is {PROMPT_MAX_CHARS}")
-    seed = body.get("seed")
-    if seed is None and require_seed:
-        raise ValueError("seed is required")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an integer, got {json.dumps(seed)}")
-    if seed is not None and not SEED_MIN <= seed <= SEED_MAX:
-        raise ValueError(f"seed must fit a signed 64-bit integer ({SEED_MIN}..{SEED_MAX}), got {seed}")
-    style = body.get("style")
-    if style is not None and not isinstance(style, str):
-        raise ValueError(f"style must be a string, got {json.dumps(style)}")
-    if style is not None and len(style) > STYLE_MAX_CHARS:
-        raise ValueError(f"style is {len(style)} characters; the limit is {STYLE_MAX_CHARS}")
+    problems = [f"unknown field(s): {', '.join(unknown)}; accepted: {', '.join(INPUT_FIELDS)}"] if unknown else []
+    prompt, seed, style = body.get("prompt"), body.get("seed"), body.get("style")
+    problems += [p for p in (_prompt_problem(prompt), _seed_problem(seed, require_seed), _style_problem(style)) if p]
+    if problems:
+        raise ValueError("; ".join(problems))
     return {"prompt": prompt, "seed": seed, "style": style}
+
+
+def _prompt_problem(prompt: Any) -> str | None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        return "prompt is required and must be a non-empty string"
+    if len(prompt) > PROMPT_MAX_CHARS:
+        return f"prompt is {len(prompt)} characters; the limit is {PROMPT_MAX_CHARS}"
+    return None
+
+
+def _seed_problem(seed: Any, required: bool) -> str | None:
+    if seed is None:
+        return "seed is required" if required else None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return f"seed must be an integer, got {json.dumps(seed)}"
+    if not SEED_MIN <= seed <= SEED_MAX:
+        return f"seed must fit a signed 64-bit integer ({SEED_MIN}..{SEED_MAX}), got {seed}"
+    return None
+
+
+def _style_problem(style: Any) -> str | None:
+    if style is not None and not isinstance(style, str):
+        return f"style must be a string, got {json.dumps(style)}"
+    if style is not None and len(style) > STYLE_MAX_CHARS:
+        return f"style is {len(style)} characters; the limit is {STYLE_MAX_CHARS}"
+    return None
 
 
 def canonical(obj: Any) -> bytes:

@@ -65,6 +65,9 @@ GOOD = {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
         ({**GOOD, "style": "s" * 65}, "invalid_request", "style is 65 characters; the limit is 64"),
         ({**GOOD, "colour": "red", "size": 3}, "invalid_request",
          "unknown field(s): colour, size; accepted: prompt, seed, style"),
+        ({"prompt": 7, "seed": 1.5, "style": 5, "size": 3}, "invalid_request",
+         "unknown field(s): size; accepted: prompt, seed, style; prompt is required and must be a non-empty string;"
+         " seed must be an integer, got 1.5; style must be a string, got 5"),
     ],
 )
 def test_invalid_job_fields_are_rejected_with_a_message_naming_them(orch, body, code, message):

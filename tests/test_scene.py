@@ -71,6 +71,19 @@ def test_parse_input_requires_a_seed_when_asked(body):
     assert str(info.value) == "seed is required"
 
 
+def test_parse_input_lists_every_problem_each_naming_its_field():
+    """Before: only the first problem, so a client fixed one field per round trip."""
+    with pytest.raises(ValueError) as info:
+        scene.parse_input({"prompt": "", "seed": "7", "style": 5, "colour": "red"}, require_seed=False)
+    assert str(info.value) == ("unknown field(s): colour; accepted: prompt, seed, style; "
+                               "prompt is required and must be a non-empty string; "
+                               'seed must be an integer, got "7"; style must be a string, got 5')
+    with pytest.raises(ValueError) as info:
+        scene.parse_input({"prompt": "p" * 1001, "style": "s" * 65}, require_seed=True)
+    assert str(info.value) == ("prompt is 1001 characters; the limit is 1000; seed is required; "
+                               "style is 65 characters; the limit is 64")
+
+
 def test_parse_input_does_not_modify_the_body():
     body = {"prompt": "x", "seed": 1}
     scene.parse_input(body, require_seed=False)
