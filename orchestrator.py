@@ -21,7 +21,7 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ import jobapi
 import logjson
 import store
 import webconsole
-from config import ConfigError, Env
+from config import ConfigError, Env, handle_arguments, service_usage, variables
 from dispatcher import DispatchConfig, Dispatcher, IdempotencyKeyReused, QueueFull
 from httpkit import HTTPError, JsonHandler, Router
 from httpserver import Limits
@@ -234,7 +234,18 @@ def check_store(job_store: store.JobStore) -> None:
         log.error("job store check failed at start; serving anyway", exc=exc)
 
 
-def main(environ: Mapping[str, str] = os.environ) -> int:
+def usage() -> str:
+    """``python orchestrator.py --help``: every variable ``from_env`` reads, with its default."""
+    return service_usage("orchestrator.py", "The Ghost Engine orchestrator: the public job API.\nConfigured by "
+                        "environment variables only (README \"Configuration\").",
+                        [("Environment (default):", variables(OrchestratorConfig.from_env,
+                                                                      {"JOBS_TABLE_NAME": "jobs"}))])
+
+
+def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> int:
+    answered = handle_arguments(argv, "orchestrator.py", usage)
+    if answered is not None:
+        return answered
     logjson.configure("orchestrator")
     try:
         config = OrchestratorConfig.from_env(environ)
@@ -252,4 +263,4 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(argv=sys.argv[1:]))

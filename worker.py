@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ import cpugate
 import httpserver
 import logjson
 import scene
-from config import ConfigError, Env, is_loopback
+from config import ConfigError, Env, handle_arguments, service_usage, variables, is_loopback
 from httpkit import HTTPError, JsonHandler, Router
 from httpserver import Limits
 from logjson import log
@@ -184,7 +184,17 @@ class WorkerHandler(JsonHandler):
         return self.app.config.worker_token
 
 
-def main(environ: Mapping[str, str] = os.environ) -> int:
+def usage() -> str:
+    """``python worker.py --help``: every variable ``from_env`` reads, with its default."""
+    return service_usage("worker.py", "The Ghost Engine worker: POST /process runs a job's work.\nConfigured by "
+                        "environment variables only (README \"Configuration\").",
+                        [("Environment (default):", variables(WorkerConfig.from_env))])
+
+
+def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> int:
+    answered = handle_arguments(argv, "worker.py", usage)
+    if answered is not None:
+        return answered
     logjson.configure("worker")
     try:
         config = WorkerConfig.from_env(environ)
@@ -202,4 +212,4 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(argv=sys.argv[1:]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import ConfigError, Env, is_loopback
+from config import ConfigError, Env, ReadLog, is_loopback, variables
 
 
 def test_env_text_uses_the_default_when_unset_or_empty():
@@ -90,3 +90,20 @@ def test_env_secret_refuses_what_cannot_be_a_bearer_token_without_repeating_it(r
 ])
 def test_is_loopback_is_true_only_for_addresses_that_serve_this_machine_alone(host, expected):
     assert is_loopback(host) is expected
+
+
+def test_variables_lists_each_read_once_in_order_with_its_default_as_shown():
+    def from_env(environ):
+        env = Env(environ)
+        return (env.text("HOST", "127.0.0.1"), env.port(8080), env.number("GRACE", 20.0), env.number("HALF", 0.5),
+                env.secret("TOKEN"), env.text("TABLE", ""), env.level(), env.text("HOST", "again"),
+                env.integer("INTERVAL_MS", 1000 if environ.get("TABLE") else 0))
+
+    assert variables(from_env, {"TABLE": "jobs"}) == [
+        ("HOST", "127.0.0.1"), ("PORT", "8080"), ("GRACE", "20"), ("HALF", "0.5"), ("TOKEN", "unset"),
+        ("TABLE", "unset"), ("LOG_LEVEL", "INFO"), ("INTERVAL_MS", "0; 1000 when TABLE is set")]
+
+
+def test_a_read_log_is_a_plain_mapping_of_the_environment_it_wraps():
+    log = ReadLog({"A": "1"})
+    assert (dict(log), len(log), Env(log).integer("A", 5), log.reads) == ({"A": "1"}, 1, 1, {"A": 5})

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from config import variables
 from conftest import ROOT
+from orchestrator import OrchestratorConfig
+from worker import WorkerConfig
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 TEST_COMMAND = "python -m pip install -q -r requirements-dev.txt && python -m pytest"
@@ -21,16 +26,30 @@ def test_readme_start_command_is_the_devstack_launcher():
     assert (ROOT / "scripts" / "devstack.py").is_file()
 
 
-def test_every_environment_variable_the_services_read_is_documented():
-    names = set()
-    for module in ROOT.glob("*.py"):  # the services' configs and what they share (httpserver.Limits)
-        source = module.read_text(encoding="utf-8")
-        names |= set(re.findall(r'env\.(?:text|integer|number|secret)\("([A-Z_]+)"', source))
-        names |= {"PORT"} if "env.port(" in source else set()
-    assert len(names) >= 20
-    documented = set(re.findall(r"^\| `([A-Z_]+)`", README, re.M))
-    assert names - documented == set()
-    assert "LOG_LEVEL" in documented
+def configuration_table(title: str) -> dict[str, str]:
+    """{variable: default} of one table in README "Configuration" (backticks dropped)."""
+    section = README.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split(f"\n### {title}\n", 1)[1].split("\n### ", 1)[0]
+    return {name: default.replace("`", "").strip()
+            for name, default in re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]*) \|", table, re.M)}
+
+
+@pytest.mark.parametrize(("table", "read"), [
+    ("Orchestrator", lambda: variables(OrchestratorConfig.from_env, {"JOBS_TABLE_NAME": "jobs"})),
+    ("Worker", lambda: variables(WorkerConfig.from_env)),
+])
+def test_each_service_documents_exactly_the_variables_it_reads_with_their_defaults(table, read):
+    """The same list ``--help`` prints (config.variables: the reads of from_env itself), so the
+    README, the help text and the code cannot drift apart."""
+    documented = {**configuration_table(table), **configuration_table("Both services: limits")}
+    assert documented == dict(read())
+
+
+def test_the_configuration_tables_hold_the_known_variables():
+    assert len(configuration_table("Orchestrator")) >= 25 and configuration_table("Worker")["PORT"] == "8081"
+    assert configuration_table("Both services: limits") == {
+        "MAX_BODY_BYTES": "16384", "MAX_CONNECTIONS": "512", "REQUEST_HEAD_TIMEOUT_SECONDS": "10",
+        "MAX_HEADER_BYTES": "32768", "CPU_SLOTS": "2"}
 
 
 def test_every_path_in_the_layout_table_exists():
