@@ -73,6 +73,10 @@ class ActiveRequests:
         return True
 
 
+class ListenError(Exception):
+    """The server cannot listen on its address (in use, not ours, no permission); says which."""
+
+
 class Server(ThreadingHTTPServer):
     """A ThreadingHTTPServer with a deep listen backlog, JSON error logging and a cap on
     connections, holding the service's application object (``app``) and its ``limits``."""
@@ -95,7 +99,11 @@ class Server(ThreadingHTTPServer):
         self.draining = threading.Event()  # signalled, still accepting: health checks say so
         self._slots = threading.BoundedSemaphore(limits.max_connections)
         self._refused = _RefusalLog()
-        super().__init__(address, handler)
+        try:
+            super().__init__(address, handler)
+        except OSError as exc:  # e.g. EADDRINUSE: a second copy, or another program on the port
+            raise ListenError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}; "
+                              "stop what listens there or set PORT (HOST) to another") from None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve the connection on a thread of its own, unless ``max_connections`` are open:

@@ -255,7 +255,11 @@ def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> i
         log.error("invalid configuration", reason=str(exc))
         return 2
     logjson.configure("orchestrator", config.log_level, flush_ms=config.log_flush_ms)
-    server = httpserver.Server((config.host, config.port), OrchestratorHandler, app, config.limits)
+    try:
+        server = httpserver.Server((config.host, config.port), OrchestratorHandler, app, config.limits)
+    except httpserver.ListenError as exc:
+        log.error("cannot listen", reason=str(exc))
+        return 2
     app.dispatcher.start()
     log.info("store selected", store="dynamodb" if config.jobs_table_name else "memory",
              table=config.jobs_table_name, workerUrl=config.dispatch.worker_url)

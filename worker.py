@@ -202,7 +202,11 @@ def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> i
         log.error("invalid configuration", reason=str(exc))
         return 2
     logjson.configure("worker", config.log_level, flush_ms=config.log_flush_ms)
-    server = httpserver.Server((config.host, config.port), WorkerHandler, Worker(config), config.limits)
+    try:
+        server = httpserver.Server((config.host, config.port), WorkerHandler, Worker(config), config.limits)
+    except httpserver.ListenError as exc:
+        log.error("cannot listen", reason=str(exc))
+        return 2
 
     def drain() -> None:
         if not server.active.wait_idle(config.shutdown_grace_seconds):

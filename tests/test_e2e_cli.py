@@ -4,7 +4,9 @@ else is bad usage; a port already in use stops a service with one JSON line."""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import subprocess
 import sys
 
@@ -57,3 +59,20 @@ def test_any_other_argument_is_bad_usage_exit_2_with_the_usage_on_stderr(script,
     first, second = result.stderr.splitlines()[:2]
     assert first == f"{script}: unknown argument(s): {' '.join(args)}; configuration comes from the environment"
     assert second == f"usage: python {script} [-h | --help]"
+
+
+@pytest.mark.parametrize("script", sorted(SERVICES))
+def test_a_port_already_in_use_stops_the_service_with_one_json_line_and_exit_2(script):
+    """Before: a Python traceback on stderr and exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, script], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                                env={"PATH": "", "PORT": str(port)})
+    assert (result.returncode, result.stderr) == (2, "")
+    [line] = [json.loads(text) for text in result.stdout.splitlines()]
+    assert {k: line[k] for k in ("level", "service", "message", "reason")} == {
+        "level": "ERROR", "service": script.removesuffix(".py"), "message": "cannot listen",
+        "reason": f"cannot listen on 127.0.0.1:{port}: Address already in use; stop what listens there or set "
+                  "PORT (HOST) to another"}
