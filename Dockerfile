@@ -19,7 +19,7 @@ RUN pip install --no-cache-dir -r requirements.txt \
 # orchestrator.py, worker.py and healthcheck.py import), openapi.json, which apidoc.py serves
 # at GET /openapi.json, and the web console's files, which webconsole.py serves at GET /.
 # Owned by root, so the service cannot rewrite its code.
-COPY orchestrator.py worker.py healthcheck.py dispatcher.py workerclient.py leases.py backoff.py loops.py \
+COPY orchestrator.py worker.py healthcheck.py dispatcher.py workerclient.py leases.py backoff.py loops.py awsconfig.py \
      store.py dynamostore.py httpkit.py httphead.py httpserver.py jsonbody.py config.py logjson.py metrics.py \
      scene.py cpugate.py apidoc.py jobapi.py watch.py joblist.py dynamolist.py webconsole.py openapi.json ./
 COPY console/index.html console/app.js console/app.css console/icon.svg ./console/

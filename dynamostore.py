@@ -29,10 +29,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
-import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionClosedError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectionError, NoCredentialsError,
+                                 ReadTimeoutError)
 
+import awsconfig
 import cpugate
 import dynamolist
 from logjson import iso_utc
@@ -46,7 +47,6 @@ _STAMPS_KEPT = 10_000
 # Partitions the reaper reads: the shards, and the single partition items written before
 # sharding still sit in (a job whose owner died before an upgrade is found there until its TTL).
 REAPED_PARTITIONS = (*dynamolist.ACTIVE_SHARDS, dynamolist.ACTIVE)
-DEFAULT_REGION = "us-east-1"
 # total_max_attempts counts the first try (botocore's "max_attempts" would count retries only).
 CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
 # Error codes that mean "DynamoDB cannot serve us right now" (after botocore's retries).
@@ -83,10 +83,9 @@ def table_definition(name: str) -> dict[str, Any]:
 
 
 def make_client() -> Any:
-    """A low-level DynamoDB client; endpoint and region come from the standard AWS variables."""
-    # botocore reads AWS_DEFAULT_REGION and the config file but not AWS_REGION, which ECS sets.
-    region = os.environ.get("AWS_REGION") or boto3.session.Session().region_name or DEFAULT_REGION
-    return boto3.client("dynamodb", region_name=region, config=CLIENT_CONFIG)
+    """A low-level DynamoDB client where the AWS settings point (``awsconfig``: the region
+    chain ending in us-east-1, ``AWS_ENDPOINT_URL[_DYNAMODB]``, botocore's credentials)."""
+    return awsconfig.client("dynamodb", os.environ, config=CLIENT_CONFIG)
 
 
 def create_table(name: str, client: Any = None) -> bool:
@@ -138,6 +137,8 @@ def _request(client: Any, operation: str, table: str | None = None, **kwargs: An
         raise
     except (ConnectionError, ReadTimeoutError, ConnectionClosedError) as exc:
         raise StoreUnavailable(f"DynamoDB table {table}: {type(exc).__name__}: {exc}") from exc
+    except NoCredentialsError as exc:  # unset locally; on ECS a task role whose credentials are late
+        raise StoreUnavailable(f"DynamoDB table {table}: {awsconfig.NO_CREDENTIALS}") from exc
 
 
 def _at_endpoint(client: Any) -> str:
@@ -420,6 +421,12 @@ class DynamoStore:
             out = _request(self._client, "batch_get_item", RequestItems={self.table_name: request})
         return out["Responses"].get(self.table_name, []), out.get("UnprocessedKeys", {}).get(self.table_name)
 
+    def location(self) -> dict[str, str | None]:
+        """Where the table is: its region, and the endpoint when one was set (a local server)."""
+        endpoint = self._client.meta.endpoint_url
+        return {"region": self._client.meta.region_name,
+                "endpoint": None if endpoint.endswith(".amazonaws.com") else endpoint}
+
     def check(self) -> None:
         """One eventually consistent read of an id no job has: it fails only if the table
         is missing (``StoreMisconfigured``) or unreachable (``StoreUnavailable``)."""
@@ -428,8 +435,11 @@ class DynamoStore:
 
 USAGE = """usage: python dynamostore.py create-table
   Creates the DynamoDB jobs table named by JOBS_TABLE_NAME (default ghost-engine-jobs-dev)
-  wherever the standard AWS variables point (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE), and
-  makes sure TTL and point-in-time recovery are on. Idempotent.
+  wherever the AWS settings point (README "AWS settings": AWS_REGION, else AWS_DEFAULT_REGION,
+  else AWS_PROFILE's region, else us-east-1; AWS_ENDPOINT_URL[_DYNAMODB]), and makes sure TTL
+  and point-in-time recovery are on. Idempotent.
+  Exit status: 0 created or already there; 1 DynamoDB failed; 2 bad usage, no credentials or
+  a profile that does not exist.
 """
 
 
@@ -439,7 +449,11 @@ def main(argv: list[str]) -> int:
         _usage_exit(0 if argv[1:] in (["-h"], ["--help"]) else 2)
     name = os.environ.get("JOBS_TABLE_NAME") or DEFAULT_TABLE_NAME
     try:
+        awsconfig.require_credentials(os.environ)
         created = create_table(name)
+    except awsconfig.AwsConfigError as exc:
+        print(f"dynamostore.py: {exc}", file=sys.stderr)
+        return 2
     except StoreError as exc:
         print(f"dynamostore.py: {exc}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apidoc
+import awsconfig
 import httpserver
 import jobapi
 import logjson
@@ -239,7 +240,8 @@ def usage() -> str:
     return service_usage("orchestrator.py", "The Ghost Engine orchestrator: the public job API.\nConfigured by "
                         "environment variables only (README \"Configuration\").",
                         [("Environment (default):", variables(OrchestratorConfig.from_env,
-                                                                      {"JOBS_TABLE_NAME": "jobs"}))])
+                                                                      {"JOBS_TABLE_NAME": "jobs"})),
+                         ("AWS, with JOBS_TABLE_NAME (README \"AWS settings\"):", awsconfig.VARIABLES)])
 
 
 def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> int:
@@ -261,8 +263,10 @@ def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> i
         log.error("cannot listen", reason=str(exc))
         return 2
     app.dispatcher.start()
+    # DynamoDB: the region it is in, and the endpoint when overridden (None values are left out).
+    where: dict[str, str | None] = getattr(app.store, "location", dict)()
     log.info("store selected", store="dynamodb" if config.jobs_table_name else "memory",
-             table=config.jobs_table_name, workerUrl=config.dispatch.worker_url)
+             table=config.jobs_table_name, **where, workerUrl=config.dispatch.worker_url)
     return httpserver.serve(server, lambda: app.dispatcher.stop(config.shutdown_grace_seconds))
 
 

@@ -68,6 +68,12 @@ def test_client_takes_region_and_endpoint_from_standard_aws_variables(monkeypatc
     assert dynamostore.make_client().meta.region_name == "eu-west-2"
     monkeypatch.setenv("AWS_REGION", "eu-west-1")  # what ECS sets; botocore alone ignores it
     assert dynamostore.make_client().meta.region_name == "eu-west-1"
+    (tmp_path / "config").write_text("[profile team]\nregion = ap-south-1\n")
+    for name, value in (("AWS_CONFIG_FILE", str(tmp_path / "config")), ("AWS_PROFILE", "team")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    assert dynamostore.make_client().meta.region_name == "ap-south-1"  # the profile's region
 
 
 # --- outages and throttling -------------------------------------------------------------
@@ -232,6 +238,29 @@ def test_store_recovers_by_itself_when_dynamodb_comes_back(monkeypatch):
 
 
 # --- the table --------------------------------------------------------------------------
+
+def bare_aws_env(tmp_path, moto_server, **extra: str) -> dict[str, str]:
+    """A process environment with no AWS credentials or profile anywhere, aimed at moto."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, "AWS_CONFIG_FILE": str(tmp_path / "absent"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "absent"),
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": moto_server.endpoint,
+            "JOBS_TABLE_NAME": "jobs-no-credentials", **extra}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({}, "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values for a local server "
+         "such as moto), or AWS_PROFILE naming a profile that has credentials"),
+    ({"AWS_PROFILE": "team", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"},
+     "AWS_PROFILE=team names no profile in the AWS config or credentials file; set AWS_PROFILE to one of "
+     "`aws configure list-profiles`, or unset it"),
+], ids=["no-credentials", "no-such-profile"])
+def test_create_table_without_credentials_or_with_a_missing_profile_says_what_to_set(moto_server, tmp_path, extra,
+                                                                                    message):
+    """Before: a botocore traceback (NoCredentialsError, ProfileNotFound) and exit 1."""
+    result = subprocess.run([sys.executable, "dynamostore.py", "create-table"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env=bare_aws_env(tmp_path, moto_server, **extra))
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"dynamostore.py: {message}\n")
+
 
 def test_create_table_cli_is_idempotent_and_builds_index_ttl_pitr_sse(moto_server):
     name = f"jobs-cli-{uuid.uuid4().hex[:8]}"

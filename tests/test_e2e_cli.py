@@ -12,13 +12,15 @@ import sys
 
 import pytest
 
+import awsconfig
 from conftest import ROOT
 from config import variables
 from orchestrator import OrchestratorConfig
 from worker import WorkerConfig
 
 ROW = re.compile(r"^  ([A-Z][A-Z0-9_]+) +(.+)$", re.M)
-SERVICES = {"orchestrator.py": lambda: variables(OrchestratorConfig.from_env, {"JOBS_TABLE_NAME": "jobs"}),
+SERVICES = {"orchestrator.py": lambda: [*variables(OrchestratorConfig.from_env, {"JOBS_TABLE_NAME": "jobs"}),
+                                        *awsconfig.VARIABLES],
             "worker.py": lambda: variables(WorkerConfig.from_env)}
 
 

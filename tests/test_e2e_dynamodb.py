@@ -62,6 +62,10 @@ def test_job_states_survive_an_orchestrator_kill(services, table_env):
     second = services("orchestrator.py", {**table_env, "WORKER_URL": worker.url})
 
     assert request(second.url, "GET", f"/status/{done_id}").json == done
+    [selected] = [x for x in second.lines() if x["message"] == "store selected"]
+    assert {k: selected.get(k) for k in ("store", "table", "region", "endpoint", "workerUrl")} == {
+        "store": "dynamodb", "table": table_env["JOBS_TABLE_NAME"], "region": "us-east-1",
+        "endpoint": table_env["AWS_ENDPOINT_URL"], "workerUrl": worker.url}
     assert request(second.url, "GET", f"/status/{failed_id}").json == failed
     row = item(table_env, done_id)
     assert row["state"] == {"S": "done"}

@@ -274,13 +274,33 @@ def test_without_aws_credentials_the_reaper_keeps_trying_and_readyz_says_so(serv
     assert (ready.status, ready.json["error"], ready.json["loops"]["reaper"]["ok"]) == (
         503, {"code": "not_ready", "message": "not ready: reaper not working; see the service log"}, False)
     failures = [x for x in lines(orch, "background loop failed") if x["loop"] == "reaper"]
-    assert {(x["level"], x["error"]["type"]) for x in failures} == {("ERROR", "NoCredentialsError")}
+    no_credentials_text = ("DynamoDB table jobs-no-credentials: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+                           "AWS_SECRET_ACCESS_KEY (any values for a local server such as moto), or AWS_PROFILE "
+                           "naming a profile that has credentials")
+    assert {(x["level"], x["error"]["type"], x["error"]["message"]) for x in failures} == {
+        ("ERROR", "StoreUnavailable", no_credentials_text)}
+    # At start: one line that says what to set, without a stack (before: NoCredentialsError and its traceback).
+    [at_start] = lines(orch, "job store unreachable at start; serving anyway")
+    assert (at_start["level"], at_start["reason"], "error" in at_start) == ("WARNING", no_credentials_text, False)
+    assert lines(orch, "job store check failed at start; serving anyway") == []
     emf = [x for x in orch.lines() if x["message"] == "loop metrics"]
     assert {(x["BackgroundLoopErrors"], x["loop"], x["Environment"]) for x in emf} == {(1, "reaper", "test")}
     assert orch.proc.poll() is None
     orch.signal(signal.SIGTERM)
     assert orch.wait(timeout=30) == 0
     assert orch.lines()  # every line parses as JSON: no plain-text traceback
+
+
+def test_an_orchestrator_whose_aws_profile_does_not_exist_refuses_to_start_naming_it(tmp_path):
+    """Before: ProfileNotFound's traceback on stderr and exit 1."""
+    result = subprocess.run([sys.executable, "orchestrator.py"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, env={"PATH": "", "PORT": "0", "JOBS_TABLE_NAME": "jobs", "AWS_PROFILE": "team",
+                                             "AWS_CONFIG_FILE": str(tmp_path / "absent")})
+    assert (result.returncode, result.stderr) == (2, "")
+    [line] = [json.loads(x) for x in result.stdout.splitlines()]
+    assert (line["level"], line["message"], line["reason"]) == (
+        "ERROR", "invalid configuration", "AWS_PROFILE=team names no profile in the AWS config or credentials file; "
+        "set AWS_PROFILE to one of `aws configure list-profiles`, or unset it")
 
 
 @pytest.mark.parametrize(("environ", "variables"), [

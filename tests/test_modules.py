@@ -23,6 +23,6 @@ def test_the_store_interface_and_memory_store_know_nothing_of_dynamodb():
     assert imported_modules(ROOT / "store.py") & {"dynamostore", "boto3", "botocore"} == set()
 
 
-def test_only_the_dynamodb_store_imports_boto3():
+def test_only_the_dynamodb_store_and_the_aws_settings_import_boto3():
     importers = {p.stem for p in ROOT.glob("*.py") if imported_modules(p) & {"boto3", "botocore"}}
-    assert importers == {"dynamostore"}
+    assert importers == {"awsconfig", "dynamostore"}
