@@ -12,9 +12,10 @@
 # failed or rolled back. If anything fails after the first service was updated, both services are
 # put back on the revisions they ran before (no mixed versions), and the run says so.
 #
-# Waiting is `aws ecs wait services-stable` run as a child process and killed after
-# DEPLOY_TIMEOUT_SECONDS (deploy.sh uses `timeout`; the waiter alone would wait ~10 min and can
-# succeed after a circuit-breaker rollback, hence the check afterwards).
+# Waiting is its own describe-services loop, bounded by DEPLOY_TIMEOUT_SECONDS, with one progress
+# line per poll (the AWS CLI's `ecs wait services-stable` is silent, gives up at 600 s whatever the
+# bound, and can succeed after a circuit-breaker rollback, hence also the check afterwards).
+# AWS settings as every tool here resolves them (lib/aws.ps1; README "AWS settings"): no --region.
 # Needs: aws (CLI v1 or v2), python (python3 off Windows: runs taskdefinition.py beside this
 # script, which edits the task-definition JSON), PowerShell 7.
 #Requires -Version 7.0
@@ -32,16 +33,20 @@ Set-Variable -Option ReadOnly -Name PROG -Value (Split-Path -Leaf $PSCommandPath
 # Exit-WithError (every failure exits 1, not the AWS CLI's own status: hence the $LASTEXITCODE
 # checks) and Exit-WithUsageError.
 . (Join-Path $PSScriptRoot 'lib' 'errors.ps1')
-Set-Variable -Option ReadOnly -Name REGION -Value (Get-EnvOrDefault 'AWS_REGION' (Get-EnvOrDefault 'AWS_DEFAULT_REGION' 'us-east-1'))
+# Resolve-AwsRegion and Get-AwsTarget: the AWS settings every tool here shares.
+. (Join-Path $PSScriptRoot 'lib' 'aws.ps1')
 Set-Variable -Option ReadOnly -Name CLUSTER -Value (Get-EnvOrDefault 'ECS_CLUSTER' 'ghost-engine-cluster-dev')
 Set-Variable -Option ReadOnly -Name SERVICES -Value @((Get-EnvOrDefault 'ORCHESTRATOR_SERVICE' 'orchestrator'), (Get-EnvOrDefault 'WORKER_SERVICE' 'worker'))
 Set-Variable -Option ReadOnly -Name REPOSITORIES -Value @((Get-EnvOrDefault 'ORCHESTRATOR_REPOSITORY' 'ghost-engine-orchestrator-dev'), (Get-EnvOrDefault 'WORKER_REPOSITORY' 'ghost-engine-worker-dev'))
 Set-Variable -Option ReadOnly -Name TIMEOUT_SECONDS -Value (Get-EnvOrDefault 'DEPLOY_TIMEOUT_SECONDS' '600')
+Set-Variable -Option ReadOnly -Name POLL_SECONDS -Value (Get-EnvOrDefault 'DEPLOY_POLL_SECONDS' '10')
 Set-Variable -Option ReadOnly -Name PYTHON -Value $(if ($IsWindows) { 'python' } else { 'python3' })
 # The JSON work (a copy of the task definition with one image swapped) is in taskdefinition.py.
 Set-Variable -Option ReadOnly -Name TASK_DEFINITION -Value (Join-Path $PSScriptRoot 'taskdefinition.py')
 # An ECR image tag: 1-128 characters, the first a letter, digit or underscore.
 Set-Variable -Option ReadOnly -Name TAG_PATTERN -Value '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'
+# The services not yet stable after the last poll (Write-ServiceStates sets it).
+$script:unstable = ''
 
 # bash: usage
 function Get-Usage {
@@ -51,13 +56,15 @@ Usage: $PROG IMAGE_TAG
 Deploy IMAGE_TAG (already pushed to both ECR repositories) to both ECS services.
 
 Environment (default):
-  AWS_REGION               region (AWS_DEFAULT_REGION, else us-east-1)
+  AWS_REGION               region (AWS_DEFAULT_REGION, else AWS_PROFILE's region, else us-east-1);
+                           AWS_ENDPOINT_URL and credentials as usual (README "AWS settings")
   ECS_CLUSTER              cluster (ghost-engine-cluster-dev)
   ORCHESTRATOR_SERVICE     service and container name (orchestrator)
   WORKER_SERVICE           service and container name (worker)
   ORCHESTRATOR_REPOSITORY  ECR repository (ghost-engine-orchestrator-dev)
   WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)
   DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)
+  DEPLOY_POLL_SECONDS      seconds between progress lines while waiting, 1-15 (10)
 
 Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.
 "@
@@ -73,11 +80,13 @@ function Assert-Usage([string[]]$Arguments) {
     Exit-WithUsageError "invalid image tag '$tag': 1-128 of A-Z a-z 0-9 _ . -, not starting with . or -" }
   if ($TIMEOUT_SECONDS -cnotmatch '^[1-9][0-9]*$') {
     Exit-WithUsageError "DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0, got '$TIMEOUT_SECONDS'" }
+  if ($POLL_SECONDS -cnotmatch '^([1-9]|1[0-5])$') {
+    Exit-WithUsageError "DEPLOY_POLL_SECONDS must be a whole number of seconds from 1 to 15, got '$POLL_SECONDS'" }
 }
 
 # bash: aws_cli. PowerShell cannot hold an empty AWS_PAGER; every aws output below is captured, so
 # no pager runs.
-function Invoke-AwsCli { & aws --region $REGION @args }
+function Invoke-AwsCli { & aws @args }
 
 # bash: require_tag. Fail unless repository $Repo holds tag $Tag.
 function Assert-ImageTag([string]$Repo, [string]$Tag) {
@@ -117,27 +126,39 @@ function Update-ServiceRevision([string]$Service, [string]$InputFile) {
   $arn
 }
 
-# bash: wait_stable. Wait with the AWS CLI's own waiter (`aws ecs wait services-stable`: one
-# deployment and runningCount == desiredCount for every service; it polls every 15 s), bounded by
-# DEPLOY_TIMEOUT_SECONDS. If it does not succeed, name the services that are not stable.
-function Wait-ServicesStable([string[]]$Names) {
-  $waiter = Start-Process -FilePath aws -NoNewWindow -PassThru -ArgumentList (@('--region', $REGION, 'ecs', 'wait',
-      'services-stable', '--cluster', $CLUSTER, '--services') + $Names)
-  $null = $waiter.Handle  # held from the start, so ExitCode is still readable after the exit
-  $status = 0
-  if ($waiter.WaitForExit([int]$TIMEOUT_SECONDS * 1000)) { $status = $waiter.ExitCode } else { $waiter.Kill(); $status = 124 }
-  if ($status -eq 0) { return }
+# bash: report_services. Print one progress line, "[<Elapsed>s] " then per service its desired,
+# running and pending tasks, the primary deployment's rollout state, and the deployments when more
+# than one. Set $unstable to the services not stable yet (stable: one deployment, runningCount ==
+# desiredCount). Exit 1 if a rollout FAILED (ECS's circuit breaker gave up on it).
+function Write-ServiceStates([int]$Elapsed, [string[]]$Names) {
   $rows = Invoke-AwsCli ecs describe-services --cluster $CLUSTER --services @Names --output text --query `
-    "services[].[serviceName, length(deployments), runningCount, desiredCount, length(deployments[?rolloutState=='FAILED'])]"
+    "services[].[serviceName, length(deployments), desiredCount, runningCount, pendingCount, deployments[?status=='PRIMARY'] | [0].rolloutState]"
   if ($LASTEXITCODE -ne 0) { exit 1 }
-  $unstable = ''
+  $line = ''; $failed = ''
+  $script:unstable = ''
   foreach ($row in @($rows)) {
-    $name, $deployments, $running, $desired, $failed = $row -split '\s+'
-    if ($failed -ne '0') { Exit-WithError "service '$name': deployment rollout FAILED (see the service's events)" }
-    if (-not ($deployments -eq '1' -and $running -eq $desired)) { $unstable += " $name" }
+    $name, $deployments, $desired, $running, $pending, $rollout = $row -split '\s+'
+    $line += "$(if ($line) { '; ' })${name}: desired $desired, running $running, pending $pending, rollout $rollout"
+    if ($deployments -ne '1') { $line += ", $deployments deployments" }
+    if (-not ($deployments -eq '1' -and $running -eq $desired)) { $script:unstable += " $name" }
+    if ($rollout -eq 'FAILED') { $failed = $name }
   }
-  if ($status -eq 124) { Exit-WithError "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:$unstable" }
-  Exit-WithError "aws ecs wait services-stable failed (exit $status); not stable:$(if ($unstable) { $unstable } else { ' none' })"
+  Write-Output ('[{0,4}s] {1}' -f $Elapsed, $line)
+  if ($failed) { Exit-WithError "service '$failed': deployment rollout FAILED (see the service's events)" }
+}
+
+# bash: wait_stable. Poll the services every POLL_SECONDS, a progress line each time, until every
+# one is stable; fail once DEPLOY_TIMEOUT_SECONDS have passed, naming those that are not.
+function Wait-ServicesStable([string[]]$Names) {
+  $clock = [Diagnostics.Stopwatch]::StartNew()
+  while ($true) {
+    Write-ServiceStates ([int][math]::Floor($clock.Elapsed.TotalSeconds)) $Names
+    if (-not $script:unstable) { return }
+    $elapsed = [int][math]::Floor($clock.Elapsed.TotalSeconds)
+    if ($elapsed -ge [int]$TIMEOUT_SECONDS) {
+      Exit-WithError "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:$($script:unstable)" }
+    Start-Sleep -Seconds ([math]::Min([int]$TIMEOUT_SECONDS - $elapsed, [int]$POLL_SECONDS))
+  }
 }
 
 # bash: verify_service. Succeed if service $Service runs task definition $Arn with a single PRIMARY
@@ -173,13 +194,20 @@ function Invoke-RollBack([string[]]$Previous) {
       [Console]::Error.WriteLine("${PROG}: $($SERVICES[$i]): could not be rolled back to $(($Previous[$i] -split '/')[-1])")
     }
   }
-  $waiter = Start-Process -FilePath aws -NoNewWindow -PassThru -ArgumentList (@('--region', $REGION, 'ecs', 'wait',
-      'services-stable', '--cluster', $CLUSTER, '--services') + $SERVICES)
-  $null = $waiter.Handle
-  if ($waiter.WaitForExit([int]$TIMEOUT_SECONDS * 1000) -and $waiter.ExitCode -eq 0) {
+  # bash runs its wait_stable in a subshell, where a timeout ends the subshell only; here the
+  # same bounded describe-services loop, returning instead of exiting.
+  $clock = [Diagnostics.Stopwatch]::StartNew(); $stable = $false
+  while ($true) {
+    $rows = Invoke-AwsCli ecs describe-services --cluster $CLUSTER --services $SERVICES --output text `
+      --query 'services[].[length(deployments), desiredCount, runningCount]'
+    $stable = $LASTEXITCODE -eq 0 -and -not ($rows | Where-Object {
+        $deployments, $desired, $running = "$_" -split '\s+'; -not ($deployments -eq '1' -and $running -eq $desired) })
+    if ($stable -or $clock.Elapsed.TotalSeconds -ge [int]$TIMEOUT_SECONDS) { break }
+    Start-Sleep -Seconds ([int]$POLL_SECONDS)
+  }
+  if ($stable) {
     [Console]::Error.WriteLine("${PROG}: rolled back: $($SERVICES[0]) $(($Previous[0] -split '/')[-1]), $($SERVICES[1]) $(($Previous[1] -split '/')[-1]) (stable)")
   } else {
-    if (-not $waiter.HasExited) { $waiter.Kill() }
     [Console]::Error.WriteLine("${PROG}: rollback requested, but the services were not stable within ${TIMEOUT_SECONDS}s")
   }
 }
@@ -191,7 +219,9 @@ function Invoke-Main([string[]]$Arguments) {
     exit 0
   }
   Assert-Usage $Arguments
+  Resolve-AwsRegion
   $tag = $Arguments[0]; $previous = @('', ''); $arns = @('', ''); $rollbackArmed = $false
+  Write-Output "deploying $tag to cluster $CLUSTER in $(Get-AwsTarget 'ECS')"
   $workdir = (New-Item -ItemType Directory -Path (Join-Path ([IO.Path]::GetTempPath()) ([IO.Path]::GetRandomFileName()))).FullName
   try {
     foreach ($i in 0, 1) { Assert-ImageTag $REPOSITORIES[$i] $tag }

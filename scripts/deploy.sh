@@ -10,10 +10,12 @@
 # failed or rolled back. If anything fails after the first service was updated, both services are
 # put back on the revisions they ran before (no mixed versions), and the run says so.
 #
-# Waiting is `aws ecs wait services-stable` under `timeout` (the waiter alone would wait ~10 min
-# and can succeed after a circuit-breaker rollback, hence the check afterwards).
+# Waiting is its own describe-services loop, bounded by DEPLOY_TIMEOUT_SECONDS, with one progress
+# line per poll (the AWS CLI's `ecs wait services-stable` is silent, gives up at 600 s whatever the
+# bound, and can succeed after a circuit-breaker rollback, hence also the check afterwards).
+# AWS settings as every tool here resolves them (lib/aws.sh; README "AWS settings"): no --region.
 # Needs: aws (CLI v1 or v2), python3 (runs taskdefinition.py beside this script, which edits the
-# task-definition JSON), timeout (coreutils).
+# task-definition JSON).
 # scripts/deploy.ps1 is a function-for-function PowerShell port: change both together.
 
 set -o errexit -o nounset -o pipefail
@@ -22,16 +24,21 @@ readonly PROG="${0##*/}"
 # die (every failure exits 1, not the AWS CLI's own status: hence `|| exit 1`) and usage_error.
 # shellcheck source-path=SCRIPTDIR source=lib/errors.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/errors.sh"
-readonly REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}"
+# resolve_aws_region and describe_aws_target: the AWS settings every tool here shares.
+# shellcheck source-path=SCRIPTDIR source=lib/aws.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/aws.sh"
 readonly CLUSTER="${ECS_CLUSTER:-ghost-engine-cluster-dev}"
 readonly SERVICES=("${ORCHESTRATOR_SERVICE:-orchestrator}" "${WORKER_SERVICE:-worker}")
 readonly REPOSITORIES=("${ORCHESTRATOR_REPOSITORY:-ghost-engine-orchestrator-dev}" "${WORKER_REPOSITORY:-ghost-engine-worker-dev}")
 readonly TIMEOUT_SECONDS="${DEPLOY_TIMEOUT_SECONDS:-600}"
+readonly POLL_SECONDS="${DEPLOY_POLL_SECONDS:-10}"
 # The JSON work (a copy of the task definition with one image swapped) is in taskdefinition.py.
 TASK_DEFINITION="$(dirname "${BASH_SOURCE[0]}")/taskdefinition.py"
 readonly TASK_DEFINITION
 # An ECR image tag: 1-128 characters, the first a letter, digit or underscore.
 readonly TAG_PATTERN='^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'
+# The services not yet stable after the last poll (report_services sets it).
+unstable=""
 
 usage() {
   cat <<EOF
@@ -40,13 +47,15 @@ Usage: ${PROG} IMAGE_TAG
 Deploy IMAGE_TAG (already pushed to both ECR repositories) to both ECS services.
 
 Environment (default):
-  AWS_REGION               region (AWS_DEFAULT_REGION, else us-east-1)
+  AWS_REGION               region (AWS_DEFAULT_REGION, else AWS_PROFILE's region, else us-east-1);
+                           AWS_ENDPOINT_URL and credentials as usual (README "AWS settings")
   ECS_CLUSTER              cluster (ghost-engine-cluster-dev)
   ORCHESTRATOR_SERVICE     service and container name (orchestrator)
   WORKER_SERVICE           service and container name (worker)
   ORCHESTRATOR_REPOSITORY  ECR repository (ghost-engine-orchestrator-dev)
   WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)
   DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)
+  DEPLOY_POLL_SECONDS      seconds between progress lines while waiting, 1-15 (10)
 
 Exit status: 0 deployed and verified, 1 deploy failed, 2 bad usage.
 EOF
@@ -60,9 +69,11 @@ check_usage() {
     || usage_error "invalid image tag '$1': 1-128 of A-Z a-z 0-9 _ . -, not starting with . or -"
   [[ "${TIMEOUT_SECONDS}" =~ ^[1-9][0-9]*$ ]] \
     || usage_error "DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0, got '${TIMEOUT_SECONDS}'"
+  [[ "${POLL_SECONDS}" =~ ^([1-9]|1[0-5])$ ]] \
+    || usage_error "DEPLOY_POLL_SECONDS must be a whole number of seconds from 1 to 15, got '${POLL_SECONDS}'"
 }
 
-aws_cli() { AWS_PAGER="" aws --region "${REGION}" "$@"; }
+aws_cli() { AWS_PAGER="" aws "$@"; }
 
 # Fail unless repository $1 holds tag $2.
 require_tag() {
@@ -98,22 +109,37 @@ register_and_update() {
   echo "${arn}"
 }
 
-# Wait with the AWS CLI's own waiter (`aws ecs wait services-stable`: one deployment and
-# runningCount == desiredCount for every service; it polls every 15 s), bounded by
-# DEPLOY_TIMEOUT_SECONDS. If it does not succeed, name the services that are not stable.
-wait_stable() {
-  local status=0 rows name deployments running desired failed unstable=""
-  timeout "${TIMEOUT_SECONDS}" env AWS_PAGER="" aws --region "${REGION}" ecs wait services-stable \
-    --cluster "${CLUSTER}" --services "$@" || status=$?
-  ((status == 0)) && return 0
+# Print one progress line, "[<$1>s] " then per service its desired, running and pending tasks, the
+# primary deployment's rollout state, and the deployments when more than one. Set `unstable` to the
+# services not stable yet (stable: one deployment, runningCount == desiredCount). Exit 1 if a
+# rollout FAILED (ECS's circuit breaker gave up on it).
+report_services() {
+  local elapsed="$1" rows name deployments desired running pending rollout line="" failed=""
+  shift
   rows="$(aws_cli ecs describe-services --cluster "${CLUSTER}" --services "$@" --output text --query \
-    "services[].[serviceName, length(deployments), runningCount, desiredCount, length(deployments[?rolloutState=='FAILED'])]")" || exit 1
-  while read -r name deployments running desired failed; do
-    [[ "${failed}" == "0" ]] || die "service '${name}': deployment rollout FAILED (see the service's events)"
+    "services[].[serviceName, length(deployments), desiredCount, runningCount, pendingCount, deployments[?status=='PRIMARY'] | [0].rolloutState]")" || exit 1
+  unstable=""
+  while read -r name deployments desired running pending rollout; do
+    line+="${line:+; }${name}: desired ${desired}, running ${running}, pending ${pending}, rollout ${rollout}"
+    [[ "${deployments}" == "1" ]] || line+=", ${deployments} deployments"
     [[ "${deployments}" == "1" && "${running}" == "${desired}" ]] || unstable+=" ${name}"
+    [[ "${rollout}" != "FAILED" ]] || failed="${name}"
   done <<<"${rows}"
-  ((status == 124)) && die "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:${unstable}"
-  die "aws ecs wait services-stable failed (exit ${status}); not stable:${unstable:- none}"
+  printf '[%4ss] %s\n' "${elapsed}" "${line}"
+  [[ -z "${failed}" ]] || die "service '${failed}': deployment rollout FAILED (see the service's events)"
+}
+
+# Poll the services every POLL_SECONDS, a progress line each time, until every one is stable;
+# fail once DEPLOY_TIMEOUT_SECONDS have passed, naming those that are not.
+wait_stable() {
+  local started="${SECONDS}" elapsed
+  while true; do
+    report_services "$((SECONDS - started))" "$@"
+    [[ -n "${unstable}" ]] || return 0
+    elapsed=$((SECONDS - started))
+    ((elapsed < TIMEOUT_SECONDS)) || die "timed out after ${TIMEOUT_SECONDS}s waiting for service(s) to stabilise:${unstable}"
+    sleep "$((TIMEOUT_SECONDS - elapsed < POLL_SECONDS ? TIMEOUT_SECONDS - elapsed : POLL_SECONDS))"
+  done
 }
 
 # Succeed if service $1 runs task definition $2 with a single PRIMARY deployment not FAILED.
@@ -144,8 +170,8 @@ roll_back() {
       echo "${PROG}: ${SERVICES[i]}: could not be rolled back to ${PREVIOUS[i]##*/}" >&2
     fi
   done
-  if timeout "${TIMEOUT_SECONDS}" env AWS_PAGER="" aws --region "${REGION}" ecs wait services-stable \
-    --cluster "${CLUSTER}" --services "${SERVICES[@]}"; then
+  # The deploy's own bounded wait, in a subshell: its failure (a timeout) ends the subshell only.
+  if (wait_stable "${SERVICES[@]}"); then
     echo "${PROG}: rolled back: ${SERVICES[0]} ${PREVIOUS[0]##*/}, ${SERVICES[1]} ${PREVIOUS[1]##*/} (stable)" >&2
   else
     echo "${PROG}: rollback requested, but the services were not stable within ${TIMEOUT_SECONDS}s" >&2
@@ -166,7 +192,9 @@ main() {
     exit 0
   fi
   check_usage "$@"
+  resolve_aws_region
   local tag="$1" i arns=()
+  echo "deploying ${tag} to cluster ${CLUSTER} in $(describe_aws_target ECS)"
   WORKDIR="$(mktemp -d)"
   PREVIOUS=()
   ROLLBACK_ARMED=0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -76,13 +77,15 @@ def moto():
 
 @pytest.fixture
 def stack(moto):
-    """A fresh cluster with both services at revision 1; the worker wants ``worker_desired`` tasks."""
+    """A fresh cluster with both services at revision 1; the worker wants ``worker_desired`` tasks.
+    ``region`` builds it elsewhere than us-east-1 (``build.ecs`` then talks to that region)."""
     moto.reset()
-    session = boto3.session.Session(region_name="us-east-1")
-    kw = {"endpoint_url": moto.endpoint}
-    ecs, ecr, ec2 = (session.client(name, **kw) for name in ("ecs", "ecr", "ec2"))
 
-    def build(worker_desired: int = 1, tagged_repos: tuple[str, ...] = tuple(REPOS.values())) -> None:
+    def build(worker_desired: int = 1, tagged_repos: tuple[str, ...] = tuple(REPOS.values()),
+              region: str = "us-east-1") -> None:
+        session = boto3.session.Session(region_name=region)
+        ecs, ecr, ec2 = (session.client(name, endpoint_url=moto.endpoint) for name in ("ecs", "ecr", "ec2"))
+        build.ecs = ecs
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
         sg = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
@@ -111,7 +114,7 @@ def stack(moto):
                 desiredCount=worker_desired if service == "worker" else 1,
                 networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [sg]}})
 
-    build.ecs = ecs
+    build.ecs = boto3.client("ecs", region_name="us-east-1", endpoint_url=moto.endpoint)
     return build
 
 
@@ -136,13 +139,19 @@ def without_volatile(td: dict) -> dict:
     return {k: v for k, v in td.items() if k not in VOLATILE}
 
 
+STABLE = ("orchestrator: desired 1, running 1, pending 0, rollout COMPLETED; "
+          "worker: desired 1, running 1, pending 0, rollout COMPLETED")
+
+
 def test_deploy_moves_both_services_to_new_revision_changing_only_the_image(script, moto, stack):
     stack()
     result = run_deploy(script, moto, NEW_TAG)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
+        f"deploying {NEW_TAG} to cluster {CLUSTER} in us-east-1 (AWS_REGION), endpoint {moto.endpoint}",
         f"orchestrator: ghost-engine-orchestrator-dev:1 -> ghost-engine-orchestrator-dev:2 (image tag {NEW_TAG})",
         f"worker: ghost-engine-worker-dev:1 -> ghost-engine-worker-dev:2 (image tag {NEW_TAG})",
+        f"[   0s] {STABLE}",
         f"deployed {NEW_TAG}: orchestrator ghost-engine-orchestrator-dev:2, worker ghost-engine-worker-dev:2"
         " (stable, verified)",
     ]
@@ -166,7 +175,7 @@ def test_missing_tag_fails_before_touching_ecs(script, moto, stack):
     assert result.returncode == 1
     assert (f"{script.name}: image tag '{NEW_TAG}' not found in ECR repository 'ghost-engine-worker-dev';"
             " nothing deployed") in result.stderr.splitlines()
-    assert result.stdout == ""
+    assert result.stdout == f"deploying {NEW_TAG} to cluster {CLUSTER} in us-east-1 (AWS_REGION), endpoint {moto.endpoint}\n"
     assert sorted(stack.ecs.list_task_definitions()["taskDefinitionArns"]) == [
         f"{TD_ARN}ghost-engine-orchestrator-dev:1", f"{TD_ARN}ghost-engine-worker-dev:1"]
     for service, repo in REPOS.items():
@@ -188,8 +197,28 @@ def test_service_that_does_not_stabilise_fails_naming_it(script, moto, stack):
         assert service_task_definition(stack.ecs, service) == f"{TD_ARN}{repo}:1"
 
 
-def test_deploy_waits_with_the_aws_services_stable_waiter(script, moto, stack, tmp_path):
-    """The pipeline's wait is the AWS CLI's own ``ecs wait services-stable`` on both services."""
+PROGRESS = re.compile(r"^\[ *(\d+)s\] (.*)$", re.M)
+
+
+def test_while_waiting_a_progress_line_per_poll_names_each_services_tasks_and_rollout(script, moto, stack):
+    """Before: `aws ecs wait services-stable` said nothing for up to 10 minutes. Now one line per
+    DEPLOY_POLL_SECONDS (at most 15), up to DEPLOY_TIMEOUT_SECONDS and no further."""
+    stack(worker_desired=2)  # moto runs 1 task per service: the worker never gets its second
+    result = run_deploy(script, moto, NEW_TAG, DEPLOY_TIMEOUT_SECONDS="3", DEPLOY_POLL_SECONDS="1")
+    assert result.returncode == 1
+    polls = PROGRESS.findall(result.stdout)
+    assert {state for _, state in polls} == {
+        "orchestrator: desired 1, running 1, pending 0, rollout COMPLETED; "
+        "worker: desired 2, running 1, pending 1, rollout IN_PROGRESS"}
+    elapsed = [int(seconds) for seconds, _ in polls]  # each poll's seconds since the wait began
+    assert len(elapsed) >= 2 and elapsed[0] == 0 and elapsed == sorted(elapsed) and elapsed[-1] < 3
+    assert result.stderr.splitlines()[-1] == (
+        f"{script.name}: timed out after 3s waiting for service(s) to stabilise: worker")
+
+
+def test_deploy_waits_with_its_own_describe_services_loop_and_never_passes_region(script, moto, stack, tmp_path):
+    """Not `aws ecs wait services-stable`, whose 600 s cap is fixed whatever DEPLOY_TIMEOUT_SECONDS
+    says; and no --region over what the user set (README "AWS settings")."""
     stack()
     calls = tmp_path / "calls.txt"
     recorder = tmp_path / "aws"
@@ -199,8 +228,34 @@ def test_deploy_waits_with_the_aws_services_stable_waiter(script, moto, stack, t
     recorder.chmod(recorder.stat().st_mode | stat.S_IXUSR)
     result = run_deploy(script, moto, NEW_TAG, path_prefix=str(tmp_path))
     assert result.returncode == 0, result.stderr
-    waits = [line for line in calls.read_text().splitlines() if " wait " in f" {line} "]
-    assert waits == [f"--region us-east-1 ecs wait services-stable --cluster {CLUSTER} --services orchestrator worker"]
+    recorded = calls.read_text().splitlines()
+    assert [line for line in recorded if " wait " in f" {line} " or "--region" in line] == []
+    assert (f"ecs describe-services --cluster {CLUSTER} --services orchestrator worker --output text --query "
+            "services[].[serviceName, length(deployments), desiredCount, runningCount, pendingCount, "
+            "deployments[?status=='PRIMARY'] | [0].rolloutState]") in recorded
+
+
+@pytest.mark.parametrize(("env", "target"), [
+    ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-east-1"}, "eu-west-1 (AWS_REGION)"),
+    ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "eu-west-1"}, "eu-west-1 (AWS_DEFAULT_REGION)"),
+    ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "", "AWS_PROFILE": "team"}, "eu-west-1 (profile team)"),
+], ids=["AWS_REGION", "AWS_DEFAULT_REGION", "profile"])
+def test_deploy_finds_a_stack_in_the_region_the_aws_settings_name(script, moto, stack, tmp_path, env, target):
+    """The stack is in eu-west-1 only: the deploy succeeds only if it follows the chain."""
+    stack(region="eu-west-1")
+    config = tmp_path / "config"
+    config.write_text("[profile team]\nregion = eu-west-1\n")
+    result = run_deploy(script, moto, NEW_TAG, AWS_CONFIG_FILE=str(config), **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        f"deploying {NEW_TAG} to cluster {CLUSTER} in {target}, endpoint {moto.endpoint}")
+
+
+def test_a_profile_that_does_not_exist_fails_naming_it(script, moto, tmp_path):
+    result = run_deploy(script, moto, NEW_TAG, AWS_PROFILE="nope", AWS_CONFIG_FILE=str(tmp_path / "absent"))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"{script.name}: AWS_PROFILE=nope names no profile in the AWS config or credentials "
+                             "file; set AWS_PROFILE to one of `aws configure list-profiles`, or unset it\n")
 
 
 def test_rolled_back_deployment_fails_naming_the_service(script, moto, stack, tmp_path):
@@ -275,7 +330,9 @@ TAG_RULE = "1-128 of A-Z a-z 0-9 _ . -, not starting with . or -"
     ([".hidden"], {}, f"invalid image tag '.hidden': {TAG_RULE}"),
     ([NEW_TAG], {"DEPLOY_TIMEOUT_SECONDS": "10m"},
      "DEPLOY_TIMEOUT_SECONDS must be a whole number of seconds > 0, got '10m'"),
-], ids=["none", "two", "option", "space", "too-long", "leading-dot", "timeout"])
+    ([NEW_TAG], {"DEPLOY_POLL_SECONDS": "16"},
+     "DEPLOY_POLL_SECONDS must be a whole number of seconds from 1 to 15, got '16'"),
+], ids=["none", "two", "option", "space", "too-long", "leading-dot", "timeout", "poll"])
 def test_bad_usage_says_what_was_wrong_then_the_usage_and_exits_2(script, moto, args, env, message):
     result = run_deploy(script, moto, *args, **env)
     assert (result.returncode, result.stdout) == (2, "")
@@ -290,7 +347,8 @@ def test_help_exits_0_and_documents_every_variable(script, moto):
     for line in ("  ECS_CLUSTER              cluster (ghost-engine-cluster-dev)",
                  "  ORCHESTRATOR_REPOSITORY  ECR repository (ghost-engine-orchestrator-dev)",
                  "  WORKER_REPOSITORY        ECR repository (ghost-engine-worker-dev)",
-                 "  DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)"):
+                 "  DEPLOY_TIMEOUT_SECONDS   how long to wait for both services to be stable (600)",
+                 "  DEPLOY_POLL_SECONDS      seconds between progress lines while waiting, 1-15 (10)"):
         assert line in result.stdout.splitlines()
 
 

@@ -39,7 +39,7 @@ def run_smoke(script, *args: str, timeout: float = 60, **env: str):
 
 def test_the_known_scripts_exist():
     assert [p.name for p in SCRIPTS] == ["deploy.sh", "smoke-test.sh", "trace.sh", "verify-deployment.sh"]
-    assert [p.name for p in LIBRARIES] == ["errors.sh"]
+    assert [p.name for p in LIBRARIES] == ["aws.sh", "errors.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS + LIBRARIES, ids=lambda p: p.name)
