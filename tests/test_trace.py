@@ -49,6 +49,26 @@ def trace(script: pathlib.Path, *args: str, stdin: str | int | None = "",
     return scriptrun.run(script, *args, env={**clean, **(env or {})}, stdin=stdin, timeout=60)
 
 
+def reading(script: pathlib.Path, *sources: str) -> str:
+    """The line the script writes on stderr before it reads files or stdin."""
+    return f"{script.name}: reading {', '.join(sources)}\n"
+
+
+CLOUDWATCH_SOURCE = re.compile(r"^(\S+): reading CloudWatch Logs (.+) in (.+), (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) to now "
+                               r"\(last (\d+) min\)$")
+
+
+def cloudwatch_source(stderr: str, script: pathlib.Path, server, groups: str = ", ".join(DEFAULT_GROUPS.values()),
+                      since: int = 60) -> None:
+    """The first stderr line names the log groups, region, endpoint and the time range it reads."""
+    found = CLOUDWATCH_SOURCE.match(stderr.splitlines()[0])
+    assert found, stderr
+    start = datetime.datetime.fromisoformat(found[4].replace("Z", "+00:00")).timestamp()
+    assert found.group(1, 2, 3, 5) == (script.name, groups, f"us-east-1 (AWS_REGION), endpoint {server.endpoint}",
+                                       str(since))
+    assert abs(time.time() - since * 60 - start) < 120
+
+
 def normalised(stdout: str) -> list[str]:
     out = []
     for line in stdout.splitlines():
@@ -192,13 +212,13 @@ def assert_failed_timeline(stdout: str, dead_url: str) -> None:
 
 def test_succeeded_job_timeline_threads_both_services_from_log_files(script, run):
     proc = trace(script, run.ok_job, *run.files)
-    assert (proc.returncode, proc.stderr) == (0, "")
+    assert (proc.returncode, proc.stderr) == (0, reading(script, *run.files))
     assert_ok_timeline(proc.stdout)
 
 
 def test_failed_job_timeline_ends_in_one_error_line_naming_the_worker_url_with_its_stack(script, run):
     proc = trace(script, run.failed_job, *run.files)
-    assert (proc.returncode, proc.stderr) == (0, "")
+    assert (proc.returncode, proc.stderr) == (0, reading(script, *run.files))
     assert_failed_timeline(proc.stdout, run.dead_url)
     assert "worker" not in {service for service, _ in events(proc.stdout)}
 
@@ -209,18 +229,18 @@ def test_lines_that_are_not_json_objects_are_ignored_in_a_mixed_file(script, run
                      + "".join(pathlib.Path(f).read_text(encoding="utf-8") + '{"timestamp":\n[1, 2]\n\n'
                                for f in run.files), encoding="utf-8")
     proc = trace(script, run.ok_job, str(mixed))
-    assert (proc.returncode, proc.stderr) == (0, "")
+    assert (proc.returncode, proc.stderr) == (0, reading(script, str(mixed)))
     assert proc.stdout == trace(script, run.ok_job, *run.files).stdout
 
 
 def test_stdin_is_read_when_no_file_is_given_or_as_dash(script, run):
     text = "".join(pathlib.Path(f).read_text(encoding="utf-8") for f in run.files)
     whole = trace(script, run.failed_job, stdin=text)
-    assert (whole.returncode, whole.stderr) == (0, "")
+    assert (whole.returncode, whole.stderr) == (0, reading(script, "stdin"))
     assert_failed_timeline(whole.stdout, run.dead_url)
     assert whole.stdout == trace(script, run.failed_job, *run.files).stdout
     dash = trace(script, run.ok_job, *run.files[:2], "-", stdin=run.worker_log.read_text(encoding="utf-8"))
-    assert (dash.returncode, dash.stderr) == (0, "")
+    assert (dash.returncode, dash.stderr) == (0, reading(script, *run.files[:2], "stdin"))
     assert dash.stdout == trace(script, run.ok_job, *run.files).stdout
 
 
@@ -249,7 +269,7 @@ def test_line_format_threading_by_request_id_and_sorting_on_literal_lines(script
     log = tmp_path / "a.log"
     log.write_text("\n".join(lines + lines[:2]) + "\n", encoding="utf-8")  # duplicates are shown once
     proc = trace(script, "j-1", str(log))
-    assert (proc.returncode, proc.stderr) == (0, "")
+    assert (proc.returncode, proc.stderr) == (0, reading(script, str(log)))
     assert proc.stdout.splitlines() == [
         "2026-01-01T00:00:00.100Z orchestrator INFO    job accepted  requestId=r-1 seed=5",
         "2026-01-01T00:00:00.200Z orchestrator ERROR   dispatch failed  requestId=r-1  error=OSError: disk full",
@@ -299,12 +319,15 @@ def cloudwatch(run):
 def test_cloudwatch_gives_the_same_timelines_as_the_files_paginated_or_not(script, run, cloudwatch):
     server, _ = cloudwatch
     proc = trace(script, "--cloudwatch", run.ok_job, env=server.env())
-    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.returncode == 0
+    cloudwatch_source(proc.stderr, script, server)
+    assert len(proc.stderr.splitlines()) == 1
     assert_ok_timeline(proc.stdout)
     assert proc.stdout == trace(script, run.ok_job, *run.files).stdout
     # Two events per call: several filter-log-events pages per group, every one read.
     paged = trace(script, "--cloudwatch", "--page-size", "2", run.failed_job, env=server.env())
-    assert (paged.returncode, paged.stderr) == (0, "")
+    assert paged.returncode == 0
+    cloudwatch_source(paged.stderr, script, server)
     assert_failed_timeline(paged.stdout, run.dead_url)
     assert paged.stdout == trace(script, run.failed_job, *run.files).stdout
 
@@ -317,7 +340,8 @@ def test_cloudwatch_is_the_source_when_no_file_is_given_and_stdin_is_a_terminal(
     finally:
         os.close(terminal)
         os.close(controller)
-    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.returncode == 0
+    cloudwatch_source(proc.stderr, script, server)
     assert proc.stdout == trace(script, run.ok_job, *run.files).stdout
 
 
@@ -341,13 +365,15 @@ def test_cloudwatch_follows_request_ids_honours_since_and_the_group_variables(sc
            "WORKER_LOG_GROUP": "/trace-test/worker"}
 
     recent = trace(script, "--cloudwatch", "j-cw", env=env)
-    assert (recent.returncode, recent.stderr) == (0, "")
+    assert recent.returncode == 0
+    cloudwatch_source(recent.stderr, script, server, "/trace-test/orchestrator, /trace-test/worker")
     assert [TIMESTAMP.sub("", out) for out in recent.stdout.splitlines()] == [
         "orchestrator INFO    job accepted  requestId=r-cw",
         "worker       INFO    payload parsed  requestId=r-cw",
     ]
     wider = trace(script, "--cloudwatch", "--since", "120", "j-cw", env=env)
-    assert (wider.returncode, wider.stderr) == (0, "")
+    assert wider.returncode == 0
+    cloudwatch_source(wider.stderr, script, server, "/trace-test/orchestrator, /trace-test/worker", since=120)
     assert [TIMESTAMP.sub("", out) for out in wider.stdout.splitlines()] == [
         "orchestrator INFO    job accepted  requestId=r-old",
         "orchestrator INFO    job accepted  requestId=r-cw",
@@ -359,8 +385,8 @@ def test_cloudwatch_without_lines_for_the_job_exits_1(script, cloudwatch):
     server, _ = cloudwatch
     proc = trace(script, "--cloudwatch", "no-such-job", env=server.env())
     assert (proc.returncode, proc.stdout) == (1, "")
-    assert proc.stderr == (f"{script.name}: no log lines for job no-such-job in CloudWatch Logs "
-                           "/ecs/ghost-engine-orchestrator-dev, /ecs/ghost-engine-worker-dev (last 60 min)\n")
+    assert proc.stderr.splitlines()[1:] == [f"{script.name}: no log lines for job no-such-job in CloudWatch Logs "
+                                            "/ecs/ghost-engine-orchestrator-dev, /ecs/ghost-engine-worker-dev (last 60 min)"]
 
 
 def test_cloudwatch_error_exits_1_naming_the_log_group(script, run, cloudwatch):
@@ -371,15 +397,33 @@ def test_cloudwatch_error_exits_1_naming_the_log_group(script, run, cloudwatch):
     assert proc.stderr.splitlines()[-1] == f"{script.name}: aws logs filter-log-events failed on /trace-test/missing"
 
 
+@pytest.mark.parametrize(("env", "target"), [
+    ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "eu-west-1"}, "eu-west-1 (AWS_DEFAULT_REGION)"),
+    ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "", "AWS_PROFILE": "team"}, "eu-west-2 (profile team)"),
+], ids=["AWS_DEFAULT_REGION", "profile"])
+def test_cloudwatch_reads_the_region_the_aws_settings_name(script, run, cloudwatch, tmp_path, env, target):
+    """The lines are in us-east-1: asked elsewhere, the groups do not exist there (before: trace.sh
+    passed --region from AWS_REGION or us-east-1, ignoring AWS_DEFAULT_REGION and the profile)."""
+    server, _ = cloudwatch
+    config = tmp_path / "config"
+    config.write_text("[profile team]\nregion = eu-west-2\n")
+    proc = trace(script, "--cloudwatch", run.ok_job, env={**server.env(), "AWS_CONFIG_FILE": str(config), **env})
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert f" in {target}, endpoint {server.endpoint}, " in proc.stderr.splitlines()[0]
+    assert proc.stderr.splitlines()[-1] == (f"{script.name}: aws logs filter-log-events failed on "
+                                            "/ecs/ghost-engine-orchestrator-dev")
+
+
 # --- no lines, usage ---------------------------------------------------------------------------
 
 def test_no_lines_for_the_job_exits_1_naming_the_sources(script, run):
     proc = trace(script, "no-such-job", str(run.worker_log))
     assert (proc.returncode, proc.stdout) == (1, "")
-    assert proc.stderr == f"{script.name}: no log lines for job no-such-job in {run.worker_log}\n"
+    assert proc.stderr == (reading(script, str(run.worker_log))
+                           + f"{script.name}: no log lines for job no-such-job in {run.worker_log}\n")
     proc = trace(script, "no-such-job", stdin="not json\n")
-    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", f"{script.name}: no log lines for job no-such-job"
-                                                                   " in stdin\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "", reading(script, "stdin") + f"{script.name}: no log lines for job no-such-job in stdin\n")
 
 
 def test_usage_documents_the_log_group_and_region_variables(script):
@@ -408,7 +452,8 @@ def test_bad_usage_exits_2_with_the_reason_and_usage_on_stderr(script, args, mes
 def test_unreadable_log_file_exits_2_naming_it(script, tmp_path):
     proc = trace(script, "j-1", str(tmp_path / "absent.log"))
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr == f"{script.name}: cannot read {tmp_path / 'absent.log'}: No such file or directory\n"
+    assert proc.stderr == (reading(script, str(tmp_path / "absent.log"))
+                           + f"{script.name}: cannot read {tmp_path / 'absent.log'}: No such file or directory\n")
 
 
 # --- the PowerShell port: the same program behind it, the same bytes out ------------------------
@@ -432,4 +477,5 @@ def test_both_scripts_hand_the_json_work_to_jobtimeline_py_under_their_own_name(
 def test_powershell_port_prints_exactly_what_the_bash_script_prints(run, job):
     sh = trace(TRACE, getattr(run, job), *run.files)
     ps1 = trace(TRACE_PS1, getattr(run, job), *run.files)
-    assert (ps1.returncode, ps1.stdout, ps1.stderr) == (sh.returncode, sh.stdout, sh.stderr) == (0, sh.stdout, "")
+    assert (ps1.returncode, ps1.stdout) == (sh.returncode, sh.stdout) == (0, sh.stdout)
+    assert (sh.stderr, ps1.stderr) == (reading(TRACE, *run.files), reading(TRACE_PS1, *run.files))
