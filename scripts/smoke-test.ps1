@@ -1,8 +1,9 @@
 #!/usr/bin/env pwsh
 #
 # Smoke test of a running Ghost Engine orchestrator: checks /healthz, submits one
-# scene job, follows /status (one line per change of state or progress) and prints
-# the result. Needs PowerShell 7 (Invoke-WebRequest -SkipHttpErrorCheck).
+# scene job, follows /status (one line per change of state or progress) and ends with one
+# line, PASS or FAIL, with the job id and how long it took (the result's JSON with --verbose).
+# Needs PowerShell 7 (Invoke-WebRequest -SkipHttpErrorCheck).
 # Line-for-line port of scripts/smoke-test.sh (same arguments, environment variables,
 # output and exit codes; each function names its bash twin): change both together.
 #Requires -Version 7.0
@@ -28,19 +29,22 @@ $script:interval = if ($env:SMOKE_POLL_INTERVAL_SECONDS) { $env:SMOKE_POLL_INTER
 $script:prompt = if ($env:PROMPT) { $env:PROMPT } else { 'a spooky hallway' }
 $script:seed = if ($env:SEED) { $env:SEED } else { '123' }
 $script:style = if ($null -ne $env:STYLE) { $env:STYLE } else { 'doom' }
+$script:output = 'normal'  # quiet: progress and the final line only; verbose: also the result's JSON
 $script:requestId = ''
 $script:jobId = ''
 $script:statusUrl = ''
 $script:httpStatus = ''
 $script:httpBody = ''
+$script:clock = [Diagnostics.Stopwatch]::StartNew()  # the run's start, then the job's submission
 
 # bash: usage
 function Get-Usage {
   @"
 Usage: $PROG [options] [BASE_URL]
 
-Submits one scene job to the orchestrator at BASE_URL, follows it to the end and
-prints the result.
+Submits one scene job to the orchestrator at BASE_URL and follows it to the end. The
+last line is "PASS job <id> in <seconds>s", or "FAIL [job <id>] in <seconds>s: <why>"
+(the error is also on stderr).
 
   BASE_URL                orchestrator URL (env BASE_URL, default $DEFAULT_BASE_URL)
   -t, --timeout SECONDS   give up after this many whole seconds (env SMOKE_TIMEOUT_SECONDS,
@@ -50,9 +54,12 @@ prints the result.
   -p, --prompt TEXT       scene prompt (env PROMPT, default "a spooky hallway")
   -s, --seed N            integer seed (env SEED, default 123)
       --style NAME        style, empty to send none (env STYLE, default doom)
+  -q, --quiet             print only the progress lines and the last line
+  -v, --verbose           also print the result's JSON before the last line
   -h, --help              show this help
 
-Every request carries one generated X-Request-Id (printed first) to find the run in logs.
+Every request carries one generated X-Request-Id (printed first unless --quiet) to find the
+run in logs.
 Exit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage.
 "@
 }
@@ -65,6 +72,8 @@ function Read-Arguments([string[]]$Argv) {
     $arg = $Argv[$i]
     switch -CaseSensitive -Regex ($arg) {
       '^(-h|--help)$' { Write-Output (Get-Usage); exit 0 }
+      '^(-q|--quiet)$' { $script:output = 'quiet'; $i += 1; break }
+      '^(-v|--verbose)$' { $script:output = 'verbose'; $i += 1; break }
       '^(-t|--timeout|-i|--interval|-p|--prompt|-s|--seed|--style)$' {
         if ($i + 1 -ge $Argv.Count) { Exit-WithUsageError "$arg needs a value" }
         switch -CaseSensitive -Regex ($arg) {
@@ -106,7 +115,7 @@ function Invoke-Http([string]$Method, [string]$Url, [string]$Data = '') {
 # bash: json_get. The field at a dotted path of JSON: strings raw, null or absent as nothing,
 # anything else as JSON (objects and lists indented).
 function Get-JsonField([string]$Json, [string]$Path) {
-  try { $value = ConvertFrom-Json -InputObject $Json } catch { Exit-WithError 'the server did not answer JSON' }
+  try { $value = ConvertFrom-Json -InputObject $Json } catch { Exit-WithFailure 'the server did not answer JSON' }
   foreach ($key in $Path.Split('.')) {
     $property = if ($value -is [pscustomobject]) { $value.PSObject.Properties[$key] } else { $null }
     $value = if ($property) { $property.Value } else { $null }
@@ -116,6 +125,23 @@ function Get-JsonField([string]$Json, [string]$Path) {
   return ''
 }
 
+# bash: say. Print $Line unless --quiet.
+function Write-Message([string]$Line) {
+  if ($script:output -ne 'quiet') { Write-Output $Line }
+}
+
+# bash: elapsed. Seconds since the clock started, to a tenth ("2.3").
+function Get-Elapsed {
+  ([math]::Floor($script:clock.Elapsed.TotalSeconds * 10) / 10).ToString('F1', $INVARIANT)
+}
+
+# bash: fail. The last line, FAIL, on stdout (the console's, even from inside a captured call), then
+# the error on stderr; exit 1.
+function Exit-WithFailure([string]$Message) {
+  [Console]::Out.WriteLine("FAIL$(if ($script:jobId) { " job $($script:jobId)" }) in $(Get-Elapsed)s: $Message")
+  Exit-WithError $Message
+}
+
 # bash: new_request_id. A random smoke-<12 hex digits> id for the X-Request-Id header.
 function New-RequestId {
   'smoke-' + [guid]::NewGuid().ToString('N').Substring(0, 12)
@@ -123,10 +149,11 @@ function New-RequestId {
 
 # bash: check_health
 function Assert-Health {
-  if (-not (Invoke-Http 'GET' "$($script:baseUrl)/healthz")) { Exit-WithError "cannot reach $($script:baseUrl)/healthz" }
-  if ($script:httpStatus -ne '200') { Exit-WithError "GET /healthz answered HTTP $($script:httpStatus): $($script:httpBody)" }
-  if ((Get-JsonField $script:httpBody 'ok') -ne 'true') { Exit-WithError "GET /healthz is not ok: $($script:httpBody)" }
-  Write-Output 'healthz ok'
+  if (-not (Invoke-Http 'GET' "$($script:baseUrl)/healthz")) { Exit-WithFailure "cannot reach $($script:baseUrl)/healthz" }
+  if ($script:httpStatus -ne '200') { Exit-WithFailure "GET /healthz answered HTTP $($script:httpStatus): $($script:httpBody)" }
+  $ok = Get-JsonField $script:httpBody 'ok'
+  if ($ok -ne 'true') { Exit-WithFailure "GET /healthz is not ok: $($script:httpBody)" }
+  Write-Message 'healthz ok'
 }
 
 # bash: submit_job. Posts the job; sets jobId and statusUrl. The seed goes into the body as the
@@ -137,34 +164,37 @@ function Submit-Job {
   $fields = @("`"prompt`":$(ConvertTo-Json -InputObject $script:prompt -Compress)", "`"seed`":$seedDigits")
   if ($script:style) { $fields += "`"style`":$(ConvertTo-Json -InputObject $script:style -Compress)" }
   $data = '{' + ($fields -join ',') + '}'
-  if (-not (Invoke-Http 'POST' "$($script:baseUrl)/generate-scene" $data)) { Exit-WithError "cannot reach $($script:baseUrl)/generate-scene" }
-  if ($script:httpStatus -ne '202') { Exit-WithError "POST /generate-scene answered HTTP $($script:httpStatus): $($script:httpBody)" }
+  if (-not (Invoke-Http 'POST' "$($script:baseUrl)/generate-scene" $data)) { Exit-WithFailure "cannot reach $($script:baseUrl)/generate-scene" }
+  if ($script:httpStatus -ne '202') { Exit-WithFailure "POST /generate-scene answered HTTP $($script:httpStatus): $($script:httpBody)" }
+  $script:clock.Restart()
   $script:jobId = Get-JsonField $script:httpBody 'jobId'
   $script:statusUrl = $script:baseUrl + (Get-JsonField $script:httpBody 'statusUrl')
-  Write-Output "job $($script:jobId) submitted"
+  Write-Message "job $($script:jobId) submitted"
 }
 
 # bash: follow_job
 function Watch-Job {
-  $clock = [Diagnostics.Stopwatch]::StartNew()
   $last = ''
   while ($true) {
-    if (-not (Invoke-Http 'GET' $script:statusUrl)) { Exit-WithError "cannot reach $($script:statusUrl)" }
-    if ($script:httpStatus -ne '200') { Exit-WithError "GET $($script:statusUrl) answered HTTP $($script:httpStatus): $($script:httpBody)" }
-    try { $null = ConvertFrom-Json -InputObject $script:httpBody } catch { Exit-WithError 'GET /status did not answer JSON' }
+    if (-not (Invoke-Http 'GET' $script:statusUrl)) { Exit-WithFailure "cannot reach $($script:statusUrl)" }
+    if ($script:httpStatus -ne '200') { Exit-WithFailure "GET $($script:statusUrl) answered HTTP $($script:httpStatus): $($script:httpBody)" }
+    try { $null = ConvertFrom-Json -InputObject $script:httpBody } catch { Exit-WithFailure 'GET /status did not answer JSON' }
     $state = Get-JsonField $script:httpBody 'state'
     $percent = [int][math]::Round([double](Get-JsonField $script:httpBody 'progress') * 100)
-    $seconds = $clock.Elapsed.TotalSeconds
+    $seconds = Get-Elapsed
     if ("$state $percent" -ne $last) {
-      Write-Output ('[{0,5}s] {1,-8} {2,3}%' -f $seconds.ToString('F1', $INVARIANT), $state, $percent)
+      Write-Output ('[{0,5}s] {1,-8} {2,3}%' -f $seconds, $state, $percent)
       $last = "$state $percent"
     }
     switch ($state) {
-      'done' { Write-Output 'result:'; Write-Output (Get-JsonField $script:httpBody 'result'); return }
-      'failed' { Exit-WithError "job $($script:jobId) failed: $(Get-JsonField $script:httpBody 'error')" }
+      'done' {
+        if ($script:output -eq 'verbose') { Write-Output 'result:'; Write-Output (Get-JsonField $script:httpBody 'result') }
+        Write-Output "PASS job $($script:jobId) in $(Get-Elapsed)s"
+        return }
+      'failed' { Exit-WithFailure "job $($script:jobId) failed: $(Get-JsonField $script:httpBody 'error')" }
     }
-    if ([math]::Floor($seconds) -ge [int]$script:timeout) {
-      Exit-WithError "job $($script:jobId) not finished after $($script:timeout)s (last: $state $percent%)" }
+    if ([math]::Floor([double]::Parse($seconds, $INVARIANT)) -ge [int]$script:timeout) {
+      Exit-WithFailure "job $($script:jobId) not finished after $($script:timeout)s (last: $state $percent%)" }
     Start-Sleep -Milliseconds ([int]([double]::Parse($script:interval, $INVARIANT) * 1000))
   }
 }
@@ -172,8 +202,9 @@ function Watch-Job {
 # bash: main
 function Invoke-Main([string[]]$Arguments) {
   Read-Arguments $Arguments
+  $script:clock.Restart()
   $script:requestId = New-RequestId
-  Write-Output "smoke test of $($script:baseUrl) (X-Request-Id: $($script:requestId))"
+  Write-Message "smoke test of $($script:baseUrl) (X-Request-Id: $($script:requestId))"
   Assert-Health
   Submit-Job
   Watch-Job

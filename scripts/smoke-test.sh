@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 #
 # Smoke test of a running Ghost Engine orchestrator: checks /healthz, submits one
-# scene job, follows /status (one line per change of state or progress) and prints
-# the result. Needs bash 5 ($EPOCHREALTIME), curl, od, and python3 for the JSON only (it builds
-# the request body and reads the answers; jq is not assumed).
+# scene job, follows /status (one line per change of state or progress) and ends with one
+# line, PASS or FAIL, with the job id and how long it took (the result's JSON with --verbose).
+# Needs bash 5 ($EPOCHREALTIME), curl, od, and python3 for the JSON only (it builds the request
+# body and reads the answers; jq is not assumed).
 # scripts/smoke-test.ps1 is a line-for-line PowerShell port: change both together.
 
 set -o errexit -o nounset -o pipefail
@@ -17,27 +18,27 @@ readonly DEFAULT_TIMEOUT_SECONDS=120
 readonly DEFAULT_INTERVAL_SECONDS=0.5
 readonly REQUEST_TIMEOUT_SECONDS=10
 # Prints the field at a dotted path of the JSON on stdin: strings raw, null or absent
-# as nothing, anything else as JSON (objects and lists indented).
+# as nothing, anything else as JSON (objects and lists indented). Exit 1 if it is not JSON.
 readonly JSON_GET_PY='
 import json, sys
 try:
     value = json.load(sys.stdin)
 except ValueError:
-    sys.exit(sys.argv[1] + ": the server did not answer JSON")
-for key in sys.argv[2].split("."):
+    sys.exit(1)
+for key in sys.argv[1].split("."):
     value = value.get(key) if isinstance(value, dict) else None
 if isinstance(value, str):
     print(value)
 elif value is not None:
     print(json.dumps(value, indent=2 if isinstance(value, (dict, list)) else None))
 '
-# Prints "<state>\t<progress percent>" for a /status body on stdin.
+# Prints "<state>\t<progress percent>" for a /status body on stdin. Exit 1 if it is not JSON.
 readonly STATUS_FIELDS_PY='
 import json, sys
 try:
     doc = json.load(sys.stdin)
 except ValueError:
-    sys.exit(sys.argv[1] + ": GET /status did not answer JSON")
+    sys.exit(1)
 state, percent = doc.get("state"), round(float(doc.get("progress") or 0) * 100)
 print(f"{state}\t{percent}")
 '
@@ -54,18 +55,21 @@ interval="${SMOKE_POLL_INTERVAL_SECONDS:-${DEFAULT_INTERVAL_SECONDS}}"
 prompt="${PROMPT:-a spooky hallway}"
 seed="${SEED:-123}"
 style="${STYLE-doom}"
+output="normal"  # quiet: progress and the final line only; verbose: also the result's JSON
 request_id=""
 job_id=""
 status_url=""
 http_status=""
 http_body=""
+started_us=""  # the run's start, then the job's submission: what "in <s>" counts from
 
 usage() {
   cat <<EOF
 Usage: ${PROG} [options] [BASE_URL]
 
-Submits one scene job to the orchestrator at BASE_URL, follows it to the end and
-prints the result.
+Submits one scene job to the orchestrator at BASE_URL and follows it to the end. The
+last line is "PASS job <id> in <seconds>s", or "FAIL [job <id>] in <seconds>s: <why>"
+(the error is also on stderr).
 
   BASE_URL                orchestrator URL (env BASE_URL, default ${DEFAULT_BASE_URL})
   -t, --timeout SECONDS   give up after this many whole seconds (env SMOKE_TIMEOUT_SECONDS,
@@ -75,9 +79,12 @@ prints the result.
   -p, --prompt TEXT       scene prompt (env PROMPT, default "a spooky hallway")
   -s, --seed N            integer seed (env SEED, default 123)
       --style NAME        style, empty to send none (env STYLE, default doom)
+  -q, --quiet             print only the progress lines and the last line
+  -v, --verbose           also print the result's JSON before the last line
   -h, --help              show this help
 
-Every request carries one generated X-Request-Id (printed first) to find the run in logs.
+Every request carries one generated X-Request-Id (printed first unless --quiet) to find the
+run in logs.
 Exit status: 0 job done; 1 unreachable, job failed or timed out; 2 bad usage.
 EOF
 }
@@ -87,6 +94,8 @@ parse_args() {
   while (( $# > 0 )); do
     case "$1" in
       -h | --help) usage; exit 0 ;;
+      -q | --quiet) output="quiet"; shift ;;
+      -v | --verbose) output="verbose"; shift ;;
       -t | --timeout | -i | --interval | -p | --prompt | -s | --seed | --style)
         (( $# >= 2 )) || usage_error "$1 needs a value"
         case "$1" in
@@ -126,7 +135,25 @@ http() {
 }
 
 json_get() {
-  python3 -c "${JSON_GET_PY}" "${PROG}" "$2" <<<"$1"
+  python3 -c "${JSON_GET_PY}" "$2" <<<"$1"
+}
+
+# Print $1 unless --quiet.
+say() {
+  [[ "${output}" == "quiet" ]] || echo "$1"
+}
+
+# Seconds since started_us, to a tenth ("2.3").
+elapsed() {
+  local tenths=$((($(now_us) - started_us) / 100000))
+  echo "$((tenths / 10)).$((tenths % 10))"
+}
+
+# The last line, FAIL, on stdout (the run's, even from inside a command substitution), then the
+# error on stderr; exit 1.
+fail() {
+  echo "FAIL${job_id:+ job ${job_id}} in $(elapsed)s: $*" >&3
+  die "$*"
 }
 
 # Microseconds since the epoch, from bash's clock ($EPOCHREALTIME without its decimal point).
@@ -142,51 +169,56 @@ new_request_id() {
 }
 
 check_health() {
-  http GET "${base_url}/healthz" || die "cannot reach ${base_url}/healthz"
-  [[ "${http_status}" == "200" ]] || die "GET /healthz answered HTTP ${http_status}: ${http_body}"
-  [[ "$(json_get "${http_body}" ok)" == "true" ]] || die "GET /healthz is not ok: ${http_body}"
-  echo "healthz ok"
+  local ok
+  http GET "${base_url}/healthz" || fail "cannot reach ${base_url}/healthz"
+  [[ "${http_status}" == "200" ]] || fail "GET /healthz answered HTTP ${http_status}: ${http_body}"
+  ok="$(json_get "${http_body}" ok)" || fail "the server did not answer JSON"
+  [[ "${ok}" == "true" ]] || fail "GET /healthz is not ok: ${http_body}"
+  say "healthz ok"
 }
 
 # Posts the job; sets job_id and status_url.
 submit_job() {
   local body
   body="$(python3 -c "${REQUEST_BODY_PY}" "${prompt}" "${seed}" "${style}")"
-  http POST "${base_url}/generate-scene" "${body}" || die "cannot reach ${base_url}/generate-scene"
-  [[ "${http_status}" == "202" ]] || die "POST /generate-scene answered HTTP ${http_status}: ${http_body}"
-  job_id="$(json_get "${http_body}" jobId)"
+  http POST "${base_url}/generate-scene" "${body}" || fail "cannot reach ${base_url}/generate-scene"
+  [[ "${http_status}" == "202" ]] || fail "POST /generate-scene answered HTTP ${http_status}: ${http_body}"
+  started_us="$(now_us)"
+  job_id="$(json_get "${http_body}" jobId)" || fail "the server did not answer JSON"
   status_url="${base_url}$(json_get "${http_body}" statusUrl)"
-  echo "job ${job_id} submitted"
+  say "job ${job_id} submitted"
 }
 
 follow_job() {
-  local start fields tenths elapsed state percent last=""
-  start="$(now_us)"
+  local fields seconds state percent last=""
   while true; do
-    http GET "${status_url}" || die "cannot reach ${status_url}"
-    [[ "${http_status}" == "200" ]] || die "GET ${status_url} answered HTTP ${http_status}: ${http_body}"
-    fields="$(python3 -c "${STATUS_FIELDS_PY}" "${PROG}" <<<"${http_body}")"
+    http GET "${status_url}" || fail "cannot reach ${status_url}"
+    [[ "${http_status}" == "200" ]] || fail "GET ${status_url} answered HTTP ${http_status}: ${http_body}"
+    fields="$(python3 -c "${STATUS_FIELDS_PY}" <<<"${http_body}")" || fail "GET /status did not answer JSON"
     IFS=$'\t' read -r state percent <<<"${fields}"
-    tenths=$((($(now_us) - start) / 100000))
-    elapsed="$((tenths / 10)).$((tenths % 10))"
+    seconds="$(elapsed)"
     if [[ "${state} ${percent}" != "${last}" ]]; then
-      printf '[%5ss] %-8s %3s%%\n' "${elapsed}" "${state}" "${percent}"
+      printf '[%5ss] %-8s %3s%%\n' "${seconds}" "${state}" "${percent}"
       last="${state} ${percent}"
     fi
     case "${state}" in
-      done) echo "result:"; json_get "${http_body}" result; return 0 ;;
-      failed) die "job ${job_id} failed: $(json_get "${http_body}" error)" ;;
+      done)
+        if [[ "${output}" == "verbose" ]]; then echo "result:"; json_get "${http_body}" result; fi
+        echo "PASS job ${job_id} in $(elapsed)s"
+        return 0 ;;
+      failed) fail "job ${job_id} failed: $(json_get "${http_body}" error)" ;;
     esac
-    ((tenths / 10 < timeout)) \
-      || die "job ${job_id} not finished after ${timeout}s (last: ${state} ${percent}%)"
+    ((${seconds%.*} < timeout)) || fail "job ${job_id} not finished after ${timeout}s (last: ${state} ${percent}%)"
     sleep "${interval}"
   done
 }
 
 main() {
   parse_args "$@"
+  exec 3>&1  # fail writes the last line here, also from inside $(...)
+  started_us="$(now_us)"
   request_id="$(new_request_id)"
-  echo "smoke test of ${base_url} (X-Request-Id: ${request_id})"
+  say "smoke test of ${base_url} (X-Request-Id: ${request_id})"
   check_health
   submit_job
   follow_job

@@ -17,9 +17,9 @@ def smoke(request):
     return request.param
 
 
-def test_smoke_script_passes_against_the_local_stack_and_prints_the_result(smoke, stack):
+def test_smoke_script_passes_against_the_local_stack_and_prints_the_result_with_verbose(smoke, stack):
     worker, orch = stack()
-    result = scriptrun.run(smoke, orch.url, timeout=180)
+    result = scriptrun.run(smoke, "--verbose", orch.url, timeout=180)
     assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
     out = result.stdout
     request_id = re.search(r"\(X-Request-Id: (smoke-[0-9a-f]{12})\)", out).group(1)
@@ -29,7 +29,8 @@ def test_smoke_script_passes_against_the_local_stack_and_prints_the_result(smoke
     progress_lines = re.findall(r"^\[ *[\d.]+s\] (queued|running|done) +(\d+)%$", out, re.M)
     assert progress_lines[-1] == ("done", "100")
     assert any(state == "running" and 0 < int(pct) < 100 for state, pct in progress_lines)
-    result_json = json.loads(out.split("result:\n", 1)[1])
+    assert re.fullmatch(rf"PASS job {job_id} in \d+\.\ds", out.splitlines()[-1])
+    result_json = json.loads(out.split("result:\n", 1)[1].rsplit("\nPASS ", 1)[0])
     assert result_json["seed"] == 123 and result_json["scene"]["style"] == "doom"
     lines = worker.lines_when(lambda ls: any(x.get("jobId") == job_id and x["message"] == "request" for x in ls),
                               "the worker's request line")
@@ -44,3 +45,14 @@ def test_smoke_script_exits_1_with_the_cause_when_the_worker_is_stopped(smoke, s
     assert re.fullmatch(rf"{smoke.name}: job \S+ failed: the worker could not be reached; gave up after retrying "
                         r"for \d+ s \(\d+ retries\)\n", result.stderr), result.stderr
     assert "healthz ok\n" in result.stdout
+    assert re.fullmatch(r"FAIL job \S+ in \d+\.\ds: job \S+ failed: the worker could not be reached; gave up after "
+                        r"retrying for \d+ s \(\d+ retries\)", result.stdout.splitlines()[-1])
+
+
+def test_smoke_script_quiet_prints_progress_and_the_pass_line_only(smoke, stack):
+    _, orch = stack(worker_env={"WORK_MS": "300"})
+    result = scriptrun.run(smoke, "--quiet", orch.url, timeout=180)
+    assert (result.returncode, result.stderr) == (0, "")
+    *progress, last = result.stdout.splitlines()
+    assert progress and all(re.fullmatch(r"\[ *[\d.]+s\] (queued|running|done) +\d+%", line) for line in progress)
+    assert re.fullmatch(r"PASS job [0-9a-f-]{36} in \d+\.\ds", last)

@@ -23,6 +23,12 @@ SMOKE_ENV_VARS = {"BASE_URL", "SMOKE_TIMEOUT_SECONDS", "SMOKE_POLL_INTERVAL_SECO
 STRICT_MODE = "set -o errexit -o nounset -o pipefail"
 REQUEST_ID = re.compile(r"smoke-[0-9a-f]{12}")
 ELAPSED = re.compile(r"^\[ *\d+\.\ds\]", re.MULTILINE)
+TOOK = re.compile(r"^((?:PASS|FAIL)(?: job \S+)? in )\d+\.\ds", re.MULTILINE)
+
+
+def plain(stdout: str) -> list[str]:
+    """stdout's lines with the request id and the times (progress and last line) made literal."""
+    return TOOK.sub(r"\1<t>s", ELAPSED.sub("[t]", REQUEST_ID.sub("<id>", stdout))).splitlines()
 
 
 @pytest.fixture(params=scriptrun.variants("smoke-test"))
@@ -114,8 +120,8 @@ def test_unreachable_base_url_exits_1_naming_the_url(smoke):
     proc = run_smoke(smoke, base)
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == f"{smoke.name}: cannot reach {base}/healthz"
-    (line,) = proc.stdout.splitlines()
-    assert REQUEST_ID.sub("<id>", line) == f"smoke test of {base} (X-Request-Id: <id>)"
+    assert plain(proc.stdout) == [f"smoke test of {base} (X-Request-Id: <id>)",
+                                  f"FAIL in <t>s: cannot reach {base}/healthz"]
 
 
 def test_base_url_comes_from_the_environment_without_an_argument(smoke):
@@ -190,33 +196,26 @@ def stub():
         server.server_close()
 
 
-def test_done_job_prints_each_change_once_then_the_result_and_exits_0(smoke, stub):
-    server = stub([
-        {"state": "queued", "progress": 0.0},
-        {"state": "running", "progress": 0.35},
-        {"state": "running", "progress": 0.35},
-        {"state": "running", "progress": 0.7},
-        {"state": "done", "progress": 1.0, "result": {"digest": "ab12", "rooms": [1, 2]}},
-    ])
+DONE = [
+    {"state": "queued", "progress": 0.0},
+    {"state": "running", "progress": 0.35},
+    {"state": "running", "progress": 0.35},
+    {"state": "running", "progress": 0.7},
+    {"state": "done", "progress": 1.0, "result": {"digest": "ab12", "rooms": [1, 2]}},
+]
+PROGRESS = ["[t] queued     0%", "[t] running   35%", "[t] running   70%", "[t] done     100%"]
+
+
+def test_done_job_prints_each_change_once_then_pass_with_the_job_and_its_time_and_exits_0(smoke, stub):
+    server = stub(DONE)
     proc = run_smoke(smoke, server.base_url, "--interval", "0.01", PROMPT="a lit cellar", SEED="7", STYLE="quake")
     assert (proc.returncode, proc.stderr) == (0, "")
-    out = ELAPSED.sub("[t]", REQUEST_ID.sub("<id>", proc.stdout))
-    assert out.splitlines() == [
+    assert plain(proc.stdout) == [
         f"smoke test of {server.base_url} (X-Request-Id: <id>)",
         "healthz ok",
         "job job-1 submitted",
-        "[t] queued     0%",
-        "[t] running   35%",
-        "[t] running   70%",
-        "[t] done     100%",
-        "result:",
-        "{",
-        '  "digest": "ab12",',
-        '  "rooms": [',
-        "    1,",
-        "    2",
-        "  ]",
-        "}",
+        *PROGRESS,
+        "PASS job job-1 in <t>s",
     ]
     assert [(method, path) for method, path, _, _ in server.requests] == [
         ("GET", "/healthz"), ("POST", "/generate-scene")] + [("GET", "/status/job-1")] * 5
@@ -224,6 +223,22 @@ def test_done_job_prints_each_change_once_then_the_result_and_exits_0(smoke, stu
     assert request_ids == set(REQUEST_ID.findall(proc.stdout))
     assert len(request_ids) == 1
     assert json.loads(server.requests[1][3]) == {"prompt": "a lit cellar", "seed": 7, "style": "quake"}
+
+
+@pytest.mark.parametrize("flag", ["--quiet", "-q"])
+def test_quiet_prints_only_the_progress_and_the_last_line(smoke, stub, flag):
+    proc = run_smoke(smoke, stub(DONE).base_url, flag, "--interval", "0.01")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert plain(proc.stdout) == [*PROGRESS, "PASS job job-1 in <t>s"]
+
+
+@pytest.mark.parametrize("flag", ["--verbose", "-v"])
+def test_verbose_also_prints_the_result_json_before_the_last_line(smoke, stub, flag):
+    proc = run_smoke(smoke, stub(DONE).base_url, flag, "--interval", "0.01")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert plain(proc.stdout)[3:] == [
+        *PROGRESS, "result:", "{", '  "digest": "ab12",', '  "rooms": [', "    1,", "    2", "  ]", "}",
+        "PASS job job-1 in <t>s"]
 
 
 def test_failed_job_prints_the_error_on_stderr_and_exits_1(smoke, stub):
@@ -234,7 +249,8 @@ def test_failed_job_prints_the_error_on_stderr_and_exits_1(smoke, stub):
     proc = run_smoke(smoke, "--interval", "0.01", BASE_URL=server.base_url)
     assert proc.returncode == 1
     assert proc.stderr == f"{smoke.name}: job job-1 failed: worker unreachable after 3 attempts\n"
-    assert ELAPSED.sub("[t]", proc.stdout).splitlines()[-2:] == ["[t] running   50%", "[t] failed    50%"]
+    assert plain(proc.stdout)[-3:] == ["[t] running   50%", "[t] failed    50%",
+                                       "FAIL job job-1 in <t>s: job job-1 failed: worker unreachable after 3 attempts"]
     assert json.loads(server.requests[1][3]) == {"prompt": "a spooky hallway", "seed": 123, "style": "doom"}
 
 
@@ -243,7 +259,8 @@ def test_job_still_running_at_the_timeout_exits_1(smoke, stub):
     proc = run_smoke(smoke, server.base_url, "-t", "1", "-i", "0.05", STYLE="")
     assert proc.returncode == 1
     assert proc.stderr == f"{smoke.name}: job job-1 not finished after 1s (last: running 20%)\n"
-    assert ELAPSED.sub("[t]", proc.stdout).splitlines()[-1] == "[t] running   20%"
+    assert plain(proc.stdout)[-2:] == ["[t] running   20%",
+                                       "FAIL job job-1 in <t>s: job job-1 not finished after 1s (last: running 20%)"]
     assert json.loads(server.requests[1][3]) == {"prompt": "a spooky hallway", "seed": 123}
 
 
@@ -254,6 +271,7 @@ def test_rejected_submission_prints_the_answer_and_exits_1(smoke, stub):
     proc = run_smoke(smoke, server.base_url, "--seed", "-099999999999999999999")
     assert proc.returncode == 1
     assert proc.stderr == f"{smoke.name}: POST /generate-scene answered HTTP 400: {json.dumps(error)}\n"
+    assert plain(proc.stdout)[-1] == f"FAIL in <t>s: POST /generate-scene answered HTTP 400: {json.dumps(error)}"
     assert [path for _, path, _, _ in server.requests] == ["/healthz", "/generate-scene"]
     assert json.loads(server.requests[1][3]) == {"prompt": "a spooky hallway", "seed": -99999999999999999999,
                                                  "style": "doom"}
@@ -263,4 +281,5 @@ def test_an_answer_that_is_not_json_exits_1_saying_so(smoke, stub):
     server = stub([{"state": "queued", "progress": 0}], submit=(202, b"<html>accepted</html>"))
     proc = run_smoke(smoke, server.base_url)
     assert proc.returncode == 1
-    assert proc.stderr.splitlines()[0] == f"{smoke.name}: the server did not answer JSON"
+    assert proc.stderr == f"{smoke.name}: the server did not answer JSON\n"
+    assert plain(proc.stdout)[-1] == "FAIL in <t>s: the server did not answer JSON"
