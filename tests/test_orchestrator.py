@@ -198,7 +198,7 @@ def test_router_matches_status_ids_and_answers_405_with_allow():
     assert router.match("GET", "/jobs") == (jobapi.list_jobs, {})
     with pytest.raises(HTTPError) as info:
         router.match("POST", "/jobs")
-    assert (info.value.status, info.value.headers) == (405, {"Allow": "GET"})
+    assert (info.value.status, info.value.headers) == (405, {"Allow": "GET, HEAD"})
     with pytest.raises(HTTPError) as info:
         router.match("GET", "/generate-scene")
     assert (info.value.status, info.value.headers) == (405, {"Allow": "POST"})
