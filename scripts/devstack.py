@@ -97,9 +97,9 @@ def wait_ready(service: Service, timeout: float = READY_TIMEOUT_S) -> None:
 def start(service: Service) -> None:
     require_free(service.port, service.name)
     # Its own session: Ctrl-C reaches devstack, which then stops the services in order.
+    quiet = subprocess.DEVNULL if service.name == "moto server" else None  # moto's access log is noise here
     service.proc = subprocess.Popen(service.argv, cwd=ROOT, env=service.env, start_new_session=True,
-                                    **({} if service.name != "moto server" else
-                                       {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}))
+                                    stdout=quiet, stderr=quiet)
     wait_ready(service)
     say(f"{service.name} pid {service.proc.pid} on {service.url}")
 
