@@ -43,6 +43,9 @@ from store import JobExists, JobNotFound, JobState, JobStore, LeaseLost, StoreEr
 from workerclient import CallAborted, WorkerBusy, WorkerClient, WorkerError
 
 REAPER_MAX_BACKOFF_SECONDS = 60.0
+# How often the load (jobs running and waiting here) is reported to on_load: four samples per
+# CloudWatch minute, so auto scaling sees a change within a minute.
+LOAD_SAMPLE_SECONDS = 15.0
 STOP_JOIN_SECONDS = 5.0  # after the grace period: for abandoned runs to record their end
 
 
@@ -81,6 +84,7 @@ class Dispatcher:
     def __init__(self, store: JobStore, client: WorkerClient, config: DispatchConfig, owner: str,
                  on_finish: Callable[[dict[str, Any], dict[str, Any] | None], None] | None = None,
                  on_loop_error: Callable[[str], None] | None = None,
+                 on_load: Callable[[int, int, int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, rng: Callable[[], float] = random.random):
         self.store, self.client, self.config, self.owner = store, client, config, owner
         self.leases = LeaseKeeper(store, owner, config.lease_seconds, clock)
@@ -100,6 +104,10 @@ class Dispatcher:
                                       max_backoff=REAPER_MAX_BACKOFF_SECONDS, on_error=on_loop_error)
         self._keeper = BackgroundLoop("lease-keeper", self.leases.keep, self.leases.tick,
                                       max_backoff=self.leases.tick, on_error=on_loop_error)
+        # Not part of readiness: a missed sample delays scaling, it does not stop jobs.
+        self._on_load = on_load
+        self._sampler = BackgroundLoop("load-sampler", self._sample_load, LOAD_SAMPLE_SECONDS,
+                                       max_backoff=LOAD_SAMPLE_SECONDS, on_error=on_loop_error)
 
     def start(self) -> None:
         for i in range(self.config.max_concurrent_jobs):
@@ -108,6 +116,19 @@ class Dispatcher:
             self._threads.append(thread)
         self._keeper.start()
         self._reaper.start()
+        if self._on_load is not None:
+            self._sampler.start()
+
+    def load(self) -> tuple[int, int]:
+        """(jobs running here now, jobs queued here waiting for a dispatch thread)."""
+        running = len(self.leases.runs())
+        with self._changed:
+            local = len(self._local)
+        return running, max(0, local - running)
+
+    def _sample_load(self) -> None:
+        if self._on_load is not None:
+            self._on_load(*self.load(), self.config.max_concurrent_jobs)
 
     def has_room(self) -> bool:
         return self._queue.qsize() < self.config.max_queued_jobs
@@ -188,6 +209,7 @@ class Dispatcher:
                 self._fail_unstarted(job_id)
         self._reaper.stop()
         self._keeper.stop()
+        self._sampler.stop()
 
     def _wait(self, done: Callable[[], bool], deadline: float) -> None:
         with self._changed:

@@ -1,8 +1,9 @@
 """CloudWatch Embedded Metric Format (EMF), written by hand as JSON lines on stdout.
 
 ``build_emf`` is pure: it returns the EMF document for some metric values. ``JobMetrics``
-writes one per finished job through the log writer (``log.metric``: whatever ``LOG_LEVEL``
-says, since the alarms are built on these lines), so each EMF document is also a normal
+writes one per finished job, ``LoadMetrics`` one per load sample (what ECS auto scaling
+tracks, infra/aws/terraform/autoscaling.tf), through the log writer (``log.metric``: whatever
+``LOG_LEVEL`` says, since alarms and scaling are built on these lines), so each EMF document is also a normal
 log line (timestamp, level, service, message, requestId, jobId) and CloudWatch Logs
 extracts the metrics from it. Dimensions are low-cardinality (service, environment);
 the job id is a plain property, searchable in Logs Insights, never a dimension.
@@ -96,3 +97,22 @@ class LoopMetrics:
         doc = build_emf(self.namespace, self.dimensions, [("BackgroundLoopErrors", "Count", 1)],
                         timestamp_ms=int(time.time() * 1000), properties={"loop": loop})
         log.metric("loop metrics", **doc)
+
+
+class LoadMetrics:
+    """Emits the dispatcher's load every few seconds: ``JobsRunning`` (jobs this orchestrator
+    runs on workers now, each holding a worker slot), ``JobsWaiting`` (jobs queued here for a
+    dispatch thread) and ``DispatchSlotsBusyPercent`` (running / the dispatch threads). The
+    worker service scales on ``JobsRunning`` per worker task, the orchestrator on
+    ``DispatchSlotsBusyPercent`` as well as on ALB requests per task."""
+
+    def __init__(self, namespace: str, service: str, environment: str):
+        self.namespace = namespace
+        self.dimensions = {"Service": service, "Environment": environment}
+
+    def sampled(self, running: int, waiting: int, slots: int) -> None:
+        doc = build_emf(self.namespace, self.dimensions, [
+            ("JobsRunning", "Count", running), ("JobsWaiting", "Count", waiting),
+            ("DispatchSlotsBusyPercent", "Percent", round(100 * running / slots, 1))],
+            timestamp_ms=int(time.time() * 1000), properties={"dispatchSlots": slots})
+        log.metric("load metrics", **doc)

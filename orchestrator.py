@@ -38,7 +38,7 @@ from httpkit import HTTPError, JsonHandler, Router
 from httpserver import Limits
 from leases import lease_problems
 from logjson import log
-from metrics import JobMetrics, LoopMetrics
+from metrics import JobMetrics, LoadMetrics, LoopMetrics
 from watch import JobWatch, ObservedStore, TooManyWaiting
 from workerclient import WorkerClient
 
@@ -217,7 +217,9 @@ def build(config: OrchestratorConfig) -> Orchestrator:
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     job_metrics = JobMetrics(config.metrics_namespace, "orchestrator", config.environment)
     loop_metrics = LoopMetrics(config.metrics_namespace, "orchestrator", config.environment)
-    dispatcher = Dispatcher(job_store, client, d, owner, job_metrics.job_finished, loop_metrics.loop_failed)
+    load_metrics = LoadMetrics(config.metrics_namespace, "orchestrator", config.environment)
+    dispatcher = Dispatcher(job_store, client, d, owner, job_metrics.job_finished, loop_metrics.loop_failed,
+                            load_metrics.sampled)
     return Orchestrator(config, job_store, dispatcher, watch)
 
 
@@ -262,11 +264,11 @@ def main(environ: Mapping[str, str] = os.environ, argv: Sequence[str] = ()) -> i
     except httpserver.ListenError as exc:
         log.error("cannot listen", reason=str(exc))
         return 2
-    app.dispatcher.start()
     # DynamoDB: the region it is in, and the endpoint when overridden (None values are left out).
     where: dict[str, str | None] = getattr(app.store, "location", dict)()
     log.info("store selected", store="dynamodb" if config.jobs_table_name else "memory",
              table=config.jobs_table_name, **where, workerUrl=config.dispatch.worker_url)
+    app.dispatcher.start()  # after the line above: its first load sample is logged at once
     return httpserver.serve(server, lambda: app.dispatcher.stop(config.shutdown_grace_seconds))
 
 

@@ -428,6 +428,34 @@ def test_create_records_a_queued_job_under_this_owner_and_lease_and_queues_it(di
     assert d.submit(job_id, None) is False  # already queued here
 
 
+def test_load_counts_jobs_running_on_the_worker_and_jobs_waiting_for_a_dispatch_thread(dispatchers):
+    app = worker.Worker(worker.WorkerConfig(work_ms=60_000, progress_tick_ms=100))
+    with serving_in_thread(Server(("127.0.0.1", 0), worker.WorkerHandler, app)) as port:
+        store = MemoryStore()
+        d = dispatchers(store, f"http://127.0.0.1:{port}")  # two dispatch threads
+        assert d.load() == (0, 0)
+        d.start()
+        for job_id in ("job-1", "job-2", "job-3"):
+            create_and_submit(store, d, job_id)
+        wait_until(lambda: d.load() == (2, 1), 10, "two jobs running and one waiting")
+        assert sorted(store.get(j)["state"] for j in ("job-1", "job-2", "job-3")) == ["queued", "running", "running"]
+        d.stop(0.1)
+
+
+def test_a_started_dispatcher_reports_its_load_to_on_load_at_once():
+    store = MemoryStore()
+    samples: list[tuple[int, int, int]] = []
+    config = DispatchConfig(worker_url="http://127.0.0.1:9", max_concurrent_jobs=3, reaper_interval_seconds=3600.0)
+    d = Dispatcher(store, WorkerClient(config.worker_url, 1.0, 1.0), config, OWNER, on_load=
+                   lambda running, waiting, slots: samples.append((running, waiting, slots)))
+    d.start()
+    try:
+        wait_until(lambda: samples, 10, "a first load sample")
+    finally:
+        d.stop(1.0)
+    assert samples[0] == (0, 0, 3)
+
+
 def test_create_with_a_full_queue_raises_queue_full_and_records_nothing(dispatchers):
     store = MemoryStore()
     d = dispatchers(store, "http://127.0.0.1:9", max_queued_jobs=2)

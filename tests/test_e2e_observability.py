@@ -3,6 +3,7 @@ fails (worker down) is enough to follow each job and find the failure's cause.""
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 
@@ -78,7 +79,7 @@ def test_the_failure_cause_is_in_one_error_line_with_the_job_id(two_jobs):
 
 
 def test_emf_lines_are_valid_and_count_one_success_and_one_failure(two_jobs):
-    emf = [x for x in two_jobs["lines"] if "_aws" in x]
+    emf = [x for x in two_jobs["lines"] if "_aws" in x and x["message"] == "job metrics"]
     assert len(emf) == 2
     for doc in emf:
         assert_emf_valid(doc)
@@ -89,6 +90,27 @@ def test_emf_lines_are_valid_and_count_one_success_and_one_failure(two_jobs):
     assert (by_job[two_jobs["ok"]]["JobSucceeded"], by_job[two_jobs["ok"]]["JobFailed"]) == (1, 0)
     assert (by_job[two_jobs["bad"]]["JobSucceeded"], by_job[two_jobs["bad"]]["JobFailed"]) == (0, 1)
     assert by_job[two_jobs["ok"]]["JobDurationMs"] >= 400  # the worker's WORK_MS
+
+
+def test_the_orchestrator_logs_its_load_as_emf_from_the_start(two_jobs):
+    """What the worker's auto scaling tracks (JobsRunning; infra/aws/terraform/autoscaling.tf):
+    a sample when the dispatcher starts, then every 15 s; every EMF line is job or load metrics."""
+    emf = [x for x in two_jobs["lines"] if "_aws" in x]
+    assert {x["message"] for x in emf} == {"job metrics", "load metrics"}
+    load = [x for x in emf if x["message"] == "load metrics"]
+    for doc in load:
+        assert_emf_valid(doc)
+    first = copy.deepcopy(load[0])  # the fixture's lines are shared with other tests
+    del first["timestamp"], first["_aws"]["Timestamp"]
+    assert first == {
+        "level": "INFO", "service": "orchestrator", "message": "load metrics",
+        "_aws": {"CloudWatchMetrics": [{
+            "Namespace": "GhostEngine", "Dimensions": [["Service", "Environment"]],
+            "Metrics": [{"Name": "JobsRunning", "Unit": "Count"}, {"Name": "JobsWaiting", "Unit": "Count"},
+                        {"Name": "DispatchSlotsBusyPercent", "Unit": "Percent"}]}]},
+        "Service": "orchestrator", "Environment": "test",
+        "JobsRunning": 0, "JobsWaiting": 0, "DispatchSlotsBusyPercent": 0.0, "dispatchSlots": 8,
+    }
 
 
 def test_trace_script_rebuilds_both_timelines_from_the_captured_logs(two_jobs):

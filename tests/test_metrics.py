@@ -69,6 +69,25 @@ def test_job_metrics_writes_one_emf_log_line_per_finished_job():
     }
 
 
+def test_load_metrics_writes_running_waiting_and_busy_percent_as_one_emf_line():
+    """What the worker's and the orchestrator's auto scaling track (autoscaling.tf)."""
+    with capture_logs("orchestrator") as sink:
+        metrics.LoadMetrics("GhostEngine", "orchestrator", "prod").sampled(running=6, waiting=3, slots=8)
+    [line] = sink.lines()
+    assert_emf_valid(line)
+    assert isinstance(line["_aws"].pop("Timestamp"), int)
+    del line["timestamp"]
+    assert line == {
+        "level": "INFO", "service": "orchestrator", "message": "load metrics",
+        "_aws": {"CloudWatchMetrics": [{
+            "Namespace": "GhostEngine", "Dimensions": [["Service", "Environment"]],
+            "Metrics": [{"Name": "JobsRunning", "Unit": "Count"}, {"Name": "JobsWaiting", "Unit": "Count"},
+                        {"Name": "DispatchSlotsBusyPercent", "Unit": "Percent"}]}]},
+        "Service": "orchestrator", "Environment": "prod",
+        "JobsRunning": 6, "JobsWaiting": 3, "DispatchSlotsBusyPercent": 75.0, "dispatchSlots": 8,
+    }
+
+
 @pytest.mark.parametrize("broken", [
     {"_aws": {"CloudWatchMetrics": []}},  # no Timestamp
     {"_aws": {"Timestamp": "1", "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [], "Metrics": [{"Name": "M"}]}]}, "M": 1},
