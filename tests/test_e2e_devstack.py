@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import pathlib
 import re
 import signal
 import socket
@@ -19,7 +18,7 @@ from conftest import ROOT, free_port, serving_in_thread, wait_http_ok
 from polling import wait_until
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from devstack import state_file  # noqa: E402
+from devstack import state_file
 
 
 def run_devstack(*args: str, worker_port: int | None = None) -> tuple[subprocess.Popen, str]:
