@@ -128,13 +128,14 @@ def serving_in_thread(server) -> Iterator[int]:
 class MotoServer:
     """A moto server process on a free loopback port."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None, port: int | None = None):
-        self.extra_env = extra_env
+    def __init__(self, extra_env: dict[str, str] | None = None, port: int | None = None,
+                 program: tuple[str, ...] = ("-m", "moto.server")):
+        self.extra_env, self.program = extra_env, program
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **AWS_TEST_ENV, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **(extra_env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, *program, "-H", "127.0.0.1", "-p", str(self.port)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_http_ok(f"{self.endpoint}/moto-api/", timeout=30, proc=self.proc)
@@ -146,7 +147,7 @@ class MotoServer:
     @classmethod
     def restart(cls, old: MotoServer) -> MotoServer:
         """A new, empty server on the same port as ``old`` (which must be stopped)."""
-        return cls(old.extra_env, port=old.port)
+        return cls(old.extra_env, port=old.port, program=old.program)
 
     def reset(self) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10).close()

@@ -74,7 +74,9 @@ def functions(path: pathlib.Path) -> list[tuple[str, int]]:
 
 
 def test_every_port_is_checked():
-    assert [p.name for p in PS1] == ["deploy.ps1", "smoke-test.ps1", "trace.ps1", "verify-deployment.ps1"]
+    assert [p.name for p in PS1] == ["bootstrap-state.ps1", "deploy.ps1", "smoke-test.ps1", "trace.ps1",
+                                     "verify-deployment.ps1"]
+    assert [p.name for p in LIBRARIES] == ["aws.ps1", "errors.ps1"]
     assert [p.name for p in LIBRARIES] == ["aws.ps1", "errors.ps1"]
 
 

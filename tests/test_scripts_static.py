@@ -44,7 +44,9 @@ def run_smoke(script, *args: str, timeout: float = 60, **env: str):
 
 
 def test_the_known_scripts_exist():
-    assert [p.name for p in SCRIPTS] == ["deploy.sh", "smoke-test.sh", "trace.sh", "verify-deployment.sh"]
+    assert [p.name for p in SCRIPTS] == ["bootstrap-state.sh", "deploy.sh", "smoke-test.sh", "trace.sh",
+                                         "verify-deployment.sh"]
+    assert [p.name for p in LIBRARIES] == ["aws.sh", "errors.sh"]
     assert [p.name for p in LIBRARIES] == ["aws.sh", "errors.sh"]
 
 

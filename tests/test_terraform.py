@@ -18,6 +18,7 @@ import time
 import venv
 
 import pytest
+from botocore.exceptions import ClientError
 
 import tf_helpers
 from conftest import ROOT, MotoServer
@@ -75,13 +76,31 @@ def test_module_validates_offline(tmp_path):
     assert (result["valid"], result["error_count"], result["warning_count"]) == (True, 0, 0)
 
 
-def test_module_has_the_standard_files_and_no_backend_block():
-    """A backend block would make a plain local `terraform init` need credentials and a bucket."""
+def test_module_has_the_standard_files_and_a_partial_s3_backend():
+    """The backend names no bucket (that is per account: bootstrap-state.sh prints it), so one
+    module serves every account and environment; each environment's file names its own state
+    object and locks it with an S3 lock file."""
     names = sorted(path.name for path in tf_helpers.MODULE_DIR.glob("*.tf"))
-    assert names == ["alarms.tf", "alb.tf", "ci.tf", "discovery.tf", "dynamodb.tf", "ecr.tf", "ecs.tf", "iam.tf",
-                     "logs.tf", "main.tf", "network.tf", "outputs.tf", "secrets.tf", "variables.tf", "versions.tf"]
-    for path in tf_helpers.MODULE_DIR.glob("*.tf"):
-        assert 'backend "' not in path.read_text(), path.name
+    assert names == ["alarms.tf", "alb.tf", "autoscaling.tf", "backend.tf", "ci.tf", "discovery.tf", "dynamodb.tf",
+                     "ecr.tf", "ecs.tf", "iam.tf", "logs.tf", "main.tf", "network.tf", "outputs.tf", "secrets.tf",
+                     "variables.tf", "versions.tf"]
+    backends = {path.name: path.read_text() for path in tf_helpers.MODULE_DIR.glob("*.tf") if 'backend "' in path.read_text()}
+    assert list(backends) == ["backend.tf"]
+    assert backends["backend.tf"].endswith('terraform {\n  backend "s3" {}\n}\n')
+    environments = tf_helpers.MODULE_DIR / "environments"
+    assert sorted(path.name for path in environments.iterdir()) == [
+        "dev.s3.tfbackend", "dev.tfvars", "prod.s3.tfbackend", "prod.tfvars", "staging.s3.tfbackend", "staging.tfvars"]
+    for name in ("dev", "staging", "prod"):
+        settings = [line for line in (environments / f"{name}.s3.tfbackend").read_text().splitlines()
+                    if line and not line.startswith("#")]
+        assert settings == [f'key          = "ghost-engine/{name}.tfstate"', "encrypt      = true",
+                            "use_lockfile = true"]
+        assert f'environment                 = "{name}"' in (environments / f"{name}.tfvars").read_text()
+
+
+def test_terraform_version_constraint_covers_the_s3_lock_file():
+    """use_lockfile needs Terraform 1.10; write-only arguments 1.11: the constraint says 1.11."""
+    assert 'required_version = ">= 1.11.0"' in (tf_helpers.MODULE_DIR / "versions.tf").read_text()
 
 
 # --- Plans with other variables (no apply) ----------------------------------------------------
@@ -181,7 +200,7 @@ def test_by_default_only_the_worker_token_is_generated(unapplied):
     variables = {name: value for name, value in tf_helpers.STACK_VARS.items() if name != "api_token_enabled"}
     plan = unapplied.plan_json(variables)
     managed = [c["address"] for c in plan["resource_changes"] if c["mode"] == "managed"]
-    assert len(managed) == 60  # no OIDC provider: infra/aws/account owns it
+    assert len(managed) == 65  # no OIDC provider (infra/aws/account owns it); autoscaling.tf: 2 targets, 3 policies
     assert sorted(a for a in managed if a.startswith("aws_secretsmanager")) == [
         "aws_secretsmanager_secret.worker_token", "aws_secretsmanager_secret_version.worker_token"]
 
@@ -193,9 +212,19 @@ def test_by_default_only_the_worker_token_is_generated(unapplied):
 def test_apply_creates_every_resource_and_the_outputs(stack):
     changes = stack.plan_json["resource_changes"]
     assert {change["change"]["actions"][0] for change in changes if change["mode"] == "managed"} == {"create"}
-    assert len([c for c in changes if c["mode"] == "managed"]) == 62
+    assert len([c for c in changes if c["mode"] == "managed"]) == 67  # with autoscaling.tf's 5
     dns = stack.client("elbv2").describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]["DNSName"]
     outputs = dict(stack.outputs)
+    assert outputs.pop("github_variables").splitlines() == [
+        "gh variable set ALB_URL --env dev --body 'http://" + dns + "'",
+        f"gh variable set AWS_REGION --env dev --body '{REGION}'",
+        f"gh variable set AWS_ROLE_ARN --env dev --body '{ROLE_ARN}/{GITHUB_ROLE}'",
+        f"gh variable set ECS_CLUSTER --env dev --body '{CLUSTER}'",
+        "gh variable set ORCHESTRATOR_REPOSITORY --env dev --body 'ghost-engine-orchestrator-dev'",
+        "gh variable set ORCHESTRATOR_SERVICE --env dev --body 'orchestrator'",
+        "gh variable set WORKER_REPOSITORY --env dev --body 'ghost-engine-worker-dev'",
+        "gh variable set WORKER_SERVICE --env dev --body 'worker'",
+    ]
     assert outputs.pop("alb_url") == f"http://{dns}"
     assert outputs.pop("alb_dns_name") == dns
     assert outputs.pop("vpc_id").startswith("vpc-")
@@ -373,7 +402,8 @@ def test_tokens_are_generated_once_into_secrets_manager_and_fit_the_services_con
     config = OrchestratorConfig.from_env({"WORKER_TOKEN": worker_token, "API_TOKEN": api_token})
     assert (config.worker_token, config.api_token) == (worker_token, api_token)
     assert WorkerConfig.from_env({"HOST": "0.0.0.0", "WORKER_TOKEN": worker_token}).worker_token == worker_token
-    state = (stack.module_dir / "terraform.tfstate").read_text(encoding="utf-8")
+    state = stack.client("s3").get_object(Bucket=tf_helpers.STATE_BUCKET, Key="ghost-engine/dev.tfstate")
+    state = state["Body"].read().decode()  # the state object in S3 (backend.tf), as Terraform wrote it
     plan = json.dumps(stack.plan_json)
     assert [v for v in values.values() if v in state or v in plan] == []
     assert {s["Name"]: s.get("Description") for s in secretsmanager.list_secrets()["SecretList"]} == {
@@ -544,9 +574,14 @@ def test_log_groups_keep_logs_14_days(stack):
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
 def test_alarms_watch_alb_5xx_running_tasks_and_failed_jobs(stack):
-    alarms = by_key(stack.client("cloudwatch").describe_alarms()["MetricAlarms"], "AlarmName")
+    every = by_key(stack.client("cloudwatch").describe_alarms()["MetricAlarms"], "AlarmName")
+    alarms = {name: alarm for name, alarm in every.items() if name.startswith("ghost-engine-") and name.endswith("-dev")}
     assert sorted(alarms) == ["ghost-engine-alb-5xx-dev", "ghost-engine-job-failed-dev",
                               "ghost-engine-orchestrator-running-tasks-dev", "ghost-engine-worker-running-tasks-dev"]
+    # Target tracking (autoscaling.tf) makes its own alarms, as on AWS: a high and a low per policy.
+    tracking = sorted(name.split("/")[2].split("-Alarm")[0] for name in every
+                      if name.startswith("TargetTracking-service/ghost-engine-cluster-dev/"))
+    assert tracking == ["orchestrator"] * 4 + ["worker"] * 2
     failed = alarms["ghost-engine-job-failed-dev"]
     assert (failed["Namespace"], failed["MetricName"], failed["Statistic"], failed["Period"],
             failed["ComparisonOperator"], failed["Threshold"], failed["TreatMissingData"]) == \
@@ -667,7 +702,7 @@ def test_alb_drops_invalid_header_fields_and_refuses_ambiguous_requests(stack):
 
 @pytest.mark.timeout(STACK_TIMEOUT_S)
 def test_second_plan_shows_no_changes(stack):
-    proc = stack.terraform("plan", "-detailed-exitcode", "-no-color", *tf_helpers.var_args(stack.variables),
+    proc = stack.terraform("plan", "-detailed-exitcode", "-no-color", *stack.var_args(),
                            ok_codes=(0, 2))
     assert proc.returncode == 0, proc.stdout[-6000:]
 
@@ -686,7 +721,7 @@ def test_plan_ignores_task_definition_revisions_registered_by_the_pipeline(stack
     new_arn = ecs.register_task_definition(**spec)["taskDefinition"]["taskDefinitionArn"]
     ecs.update_service(cluster=CLUSTER, service="worker", taskDefinition=new_arn)
     try:
-        proc = stack.terraform("plan", "-detailed-exitcode", "-no-color", *tf_helpers.var_args(stack.variables),
+        proc = stack.terraform("plan", "-detailed-exitcode", "-no-color", *stack.var_args(),
                                ok_codes=(0, 2))
         assert proc.returncode == 0, proc.stdout[-6000:]
     finally:
@@ -871,6 +906,132 @@ def test_account_stack_creates_the_oidc_provider_and_ecs_role_and_refuses_to_des
         assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == [{"Arn": GITHUB_OIDC_PROVIDER_ARN}]
     finally:
         fresh.stop()
+# --- Environments, state, scaling, teardown ---------------------------------------------------
+
+PROD_TABLE = "ghost-engine-jobs-prod"
+
+
+@pytest.fixture(scope="session")
+def prod_stack(stack, tmp_path_factory, request) -> tf_helpers.TerraformStack:
+    """prod (environments/prod.tfvars: deletion protection on, no ECR force delete) applied beside
+    dev on dev's moto server: its own state object in the same bucket. An account has one GitHub
+    OIDC provider, so prod reuses dev's (github_oidc_provider_arn)."""
+    prod = tf_helpers.apply_stack(tmp_path_factory.mktemp("terraform-prod"), {
+        "deletion_protection_enabled": None, "github_oidc_provider_arn": GITHUB_OIDC_PROVIDER_ARN},
+        environment="prod", moto=stack.moto)
+    request.addfinalizer(prod.close)
+    return prod
+
+
+def state_resources(stack: tf_helpers.TerraformStack, environment: str) -> set[str]:
+    """Addresses of the managed resources in ``environment``'s state object in the S3 bucket."""
+    body = stack.client("s3").get_object(Bucket=tf_helpers.STATE_BUCKET, Key=f"ghost-engine/{environment}.tfstate")
+    state = json.loads(body["Body"].read())
+    return {f"{r['type']}.{r['name']}" for r in state["resources"] if r["mode"] == "managed"}
+
+
+def scaling(stack: tf_helpers.TerraformStack, environment: str) -> tuple[dict, dict]:
+    """{service: (min, max)} of the ECS scalable targets and {policy name: configuration} of
+    ``environment``'s cluster, as Application Auto Scaling reports them."""
+    client = stack.client("application-autoscaling")
+    prefix = f"service/ghost-engine-cluster-{environment}/"
+    targets = {t["ResourceId"].removeprefix(prefix): (t["MinCapacity"], t["MaxCapacity"])
+               for t in client.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+               if t["ResourceId"].startswith(prefix)}
+    policies = {p["PolicyName"]: p["TargetTrackingScalingPolicyConfiguration"]
+                for p in client.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"]
+                if p["ResourceId"].startswith(prefix)}
+    return targets, policies
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_state_is_an_s3_object_per_environment_behind_a_lock_file(stack):
+    """A held lock (another apply running) stops a second one instead of letting both write."""
+    assert "aws_dynamodb_table.this" in state_resources(stack, "dev")
+    s3 = stack.client("s3")
+    lock = {"ID": "0f1e2d3c", "Operation": "OperationTypeApply", "Who": "someone@elsewhere", "Version": "1.11.4",
+            "Created": "2026-12-01T00:00:00Z", "Path": f"{tf_helpers.STATE_BUCKET}/ghost-engine/dev.tfstate"}
+    s3.put_object(Bucket=tf_helpers.STATE_BUCKET, Key="ghost-engine/dev.tfstate.tflock", Body=json.dumps(lock))
+    try:
+        proc = stack.terraform("plan", "-lock-timeout=0s", "-no-color", *stack.var_args(), ok_codes=(1,))
+    finally:
+        s3.delete_object(Bucket=tf_helpers.STATE_BUCKET, Key="ghost-engine/dev.tfstate.tflock")
+    assert "Error acquiring the state lock" in proc.stderr
+    assert "someone@elsewhere" in proc.stderr
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_the_state_bucket_is_versioned_encrypted_and_private(stack):
+    s3 = stack.client("s3")
+    assert s3.get_bucket_versioning(Bucket=tf_helpers.STATE_BUCKET)["Status"] == "Enabled"
+    [rule] = s3.get_bucket_encryption(Bucket=tf_helpers.STATE_BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert s3.get_public_access_block(Bucket=tf_helpers.STATE_BUCKET)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+
+
+@pytest.mark.timeout(STACK_TIMEOUT_S)
+def test_dev_services_scale_on_alb_requests_dispatch_slots_and_running_jobs_per_worker(stack):
+    targets, policies = scaling(stack, "dev")
+    assert targets == {"orchestrator": (1, 2), "worker": (1, 2)}  # environments/dev.tfvars
+    assert sorted(policies) == ["ghost-engine-orchestrator-dispatch-dev", "ghost-engine-orchestrator-requests-dev",
+                                "ghost-engine-worker-jobs-dev"]
+    requests = policies["ghost-engine-orchestrator-requests-dev"]
+    assert requests["TargetValue"] == 6000
+    predefined = requests["PredefinedMetricSpecification"]
+    assert predefined["PredefinedMetricType"] == "ALBRequestCountPerTarget"
+    alb_arn = stack.client("elbv2").describe_load_balancers(Names=["ghost-engine-alb-dev"])["LoadBalancers"][0]
+    assert predefined["ResourceLabel"].startswith(alb_arn["LoadBalancerArn"].split(":loadbalancer/")[1] + "/targetgroup/")
+    dispatch = policies["ghost-engine-orchestrator-dispatch-dev"]
+    assert (dispatch["TargetValue"], dispatch["CustomizedMetricSpecification"]["MetricName"],
+            dispatch["CustomizedMetricSpecification"]["Namespace"]) == (70, "DispatchSlotsBusyPercent", "GhostEngine")
+    assert sorted((d["Name"], d["Value"]) for d in dispatch["CustomizedMetricSpecification"]["Dimensions"]) == [
+        ("Environment", "dev"), ("Service", "orchestrator")]
+    jobs = policies["ghost-engine-worker-jobs-dev"]
+    assert jobs["TargetValue"] == 12
+    metrics = {m["Id"]: m for m in jobs["CustomizedMetricSpecification"]["Metrics"]}
+    assert metrics["per_worker"]["Expression"] == "running * orchestrators / MAX([workers, 1])"
+    assert metrics["running"]["MetricStat"]["Metric"]["MetricName"] == "JobsRunning"
+    assert sorted(metrics["workers"]["MetricStat"]["Metric"]["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "ClusterName", "Value": CLUSTER}, {"Name": "ServiceName", "Value": "worker"}]
+
+
+@pytest.mark.timeout(2 * STACK_TIMEOUT_S)
+def test_prod_applies_beside_dev_with_its_own_state_names_and_scaling(stack, prod_stack):
+    assert prod_stack.outputs["cluster_name"] == "ghost-engine-cluster-prod"
+    assert prod_stack.outputs["jobs_table_name"] == PROD_TABLE
+    dynamodb = stack.client("dynamodb")
+    assert {TABLE, PROD_TABLE} <= set(dynamodb.list_tables()["TableNames"])
+    assert dynamodb.describe_table(TableName=PROD_TABLE)["Table"]["DeletionProtectionEnabled"] is True
+    dev_state, prod_state = state_resources(stack, "dev"), state_resources(stack, "prod")
+    assert "aws_iam_openid_connect_provider.github" in dev_state - prod_state  # one per account: dev's
+    assert len(prod_state) >= 50
+    assert scaling(stack, "prod")[0] == {"orchestrator": (2, 10), "worker": (2, 20)}
+    assert scaling(stack, "dev")[0] == {"orchestrator": (1, 2), "worker": (1, 2)}
+
+
+@pytest.mark.timeout(2 * STACK_TIMEOUT_S)
+def test_prod_tears_down_in_the_documented_order_and_dev_is_untouched(stack, prod_stack):
+    """Deletion protection and a repository with an image stop a plain destroy; the README's
+    teardown lifts both with one apply, then destroys. Runs last of the prod tests."""
+    dynamodb, ecr = stack.client("dynamodb"), stack.client("ecr")
+    ecr.put_image(repositoryName="ghost-engine-worker-prod", imageTag=IMAGE_TAG, imageManifest=json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest":
+                    "sha256:" + "a" * 64}, "layers": []}))
+    with pytest.raises(ClientError, match="DeletionProtectionEnabled"):
+        dynamodb.delete_table(TableName=PROD_TABLE)
+    lift = ["-var=deletion_protection_enabled=false", "-var=ecr_force_delete_enabled=true"]
+    readme = (tf_helpers.MODULE_DIR / "README.md").read_text()
+    for step in ("apply", "destroy"):
+        assert (f"terraform {step} -var-file=environments/prod.tfvars -var=deletion_protection_enabled=false "
+                "-var=ecr_force_delete_enabled=true") in readme
+        prod_stack.terraform(step, "-auto-approve", "-no-color", *prod_stack.var_args(), *lift)
+    assert state_resources(stack, "prod") == set()
+    assert PROD_TABLE not in dynamodb.list_tables()["TableNames"]
+    assert "ghost-engine-worker-prod" not in {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
+    assert "aws_dynamodb_table.this" in state_resources(stack, "dev")
+    assert dynamodb.describe_table(TableName=TABLE)["Table"]["TableStatus"] == "ACTIVE"
 
 
 # --- checkov ----------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ provider comes from the machine's filesystem mirror when there is one), ``TF_DAT
 local state, so no ``.terraform/``, lock file or state ever lands in the repository.
 
 ``shared_stack()`` applies the whole module once per pytest session against its own moto
-server and hands every caller the same :class:`TerraformStack`: outputs, endpoint and
-environment for boto3 / the AWS CLI. Use it from a session fixture::
+server, as the dev environment (environments/dev.tfvars) with its state in S3 (the moto
+server's bucket made by scripts/bootstrap-state.sh, locked with a lock file), and hands every
+caller the same :class:`TerraformStack`: outputs, endpoint and environment for boto3 / the AWS
+CLI. ``apply_stack(..., environment="prod", moto=...)`` applies another environment beside it. Use it from a session fixture::
 
     @pytest.fixture(scope="session")
     def terraform_stack(tmp_path_factory, request):
@@ -68,6 +70,9 @@ HTTPS_DOMAIN = "api.example.com"
 HTTPS_ZONE = "example.com"
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 
+# moto server with the Application Auto Scaling tag calls it lacks (autoscaling.tf's targets are tagged).
+MOTO_PROGRAM = (str(ROOT / "tests" / "motoserver.py"),)
+
 APPLY_TIMEOUT_S = 600
 COMMAND_TIMEOUT_S = 300
 
@@ -109,13 +114,45 @@ def terraform_env(workdir: pathlib.Path, aws_env: dict[str, str] | None = None) 
     return env
 
 
-def copy_module(workdir: pathlib.Path) -> pathlib.Path:
-    """Copy the module's .tf files to ``workdir/module`` and return that directory."""
+def copy_module(workdir: pathlib.Path, local_state: bool = True) -> pathlib.Path:
+    """Copy the module's .tf files and environments/ to ``workdir/module`` and return that
+    directory. ``local_state``: a backend_override.tf keeps the state in a local file there
+    instead of the S3 backend (backend.tf), as the module's README says for a throwaway state."""
     target = workdir / "module"
     target.mkdir(parents=True)
     for source in MODULE_DIR.glob("*.tf"):
         shutil.copy2(source, target / source.name)
+    shutil.copytree(MODULE_DIR / "environments", target / "environments")
+    if local_state:
+        (target / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
     return target
+
+
+# The S3 backend's settings for a moto server, beside the environment's file and the bucket.
+MOTO_BACKEND = """endpoints = {{ s3 = "{endpoint}" }}
+use_path_style              = true
+skip_credentials_validation = true
+skip_requesting_account_id  = true
+skip_metadata_api_check     = true
+skip_region_validation      = true
+"""
+STATE_BUCKET = "ghost-engine-tfstate-123456789012-us-east-1"  # bootstrap-state.sh's default on moto
+
+
+def bootstrap_state(moto: MotoServer) -> subprocess.CompletedProcess[str]:
+    """Run scripts/bootstrap-state.sh against ``moto`` (creates STATE_BUCKET)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    return subprocess.run([str(ROOT / "scripts" / "bootstrap-state.sh")], env={**env, **moto.env()},
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+
+
+def s3_backend_args(workdir: pathlib.Path, moto: MotoServer, environment: str) -> list[str]:
+    """``terraform init`` arguments for the S3 backend of ``environment`` on ``moto``: the
+    line bootstrap-state.sh prints, plus the moto server's endpoint settings."""
+    settings = workdir / "moto.s3.tfbackend"
+    settings.write_text(MOTO_BACKEND.format(endpoint=moto.endpoint))
+    return [f"-backend-config=environments/{environment}.s3.tfbackend", f"-backend-config=bucket={STATE_BUCKET}",
+            "-backend-config=region=us-east-1", f"-backend-config={settings}"]
 
 
 def run(args: list[str], cwd: pathlib.Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT_S,
@@ -131,8 +168,9 @@ def run(args: list[str], cwd: pathlib.Path, env: dict[str, str], timeout: float 
     return proc
 
 
-def var_args(variables: dict[str, str]) -> list[str]:
-    return [f"-var={name}={value}" for name, value in variables.items()]
+def var_args(variables: dict[str, str | None]) -> list[str]:
+    """``-var`` arguments; a None value sets nothing (the tfvars file or the default decides)."""
+    return [f"-var={name}={value}" for name, value in variables.items() if value is not None]
 
 
 def error_diagnostics(json_lines: str) -> list[dict[str, Any]]:
@@ -193,9 +231,9 @@ def prepare_https(moto: MotoServer) -> dict[str, str]:
 def unapplied_module(workdir: pathlib.Path, moto: MotoServer) -> UnappliedModule:
     """Copy the module to ``workdir`` and ``terraform init`` it, to plan against ``moto``."""
     prepare_account(moto)
-    module_dir = copy_module(workdir)
+    module_dir = copy_module(workdir)  # local state (backend_override.tf)
     env = terraform_env(workdir, moto.env())
-    run(["init", "-backend=false", "-no-color"], module_dir, env)
+    run(["init", "-no-color"], module_dir, env)
     return UnappliedModule(module_dir, env)
 
 
@@ -206,10 +244,12 @@ class TerraformStack:
     moto: MotoServer
     module_dir: pathlib.Path
     tf_env: dict[str, str]
-    variables: dict[str, str]
+    variables: dict[str, str | None]
     outputs: dict[str, Any]
     plan_json: dict[str, Any]
     timings: dict[str, float]
+    environment: str = "dev"
+    owns_moto: bool = True
 
     @property
     def endpoint(self) -> str:
@@ -226,19 +266,31 @@ class TerraformStack:
         """Run terraform in the stack's working copy (same state, same moto server)."""
         return run(list(args), self.module_dir, self.tf_env, timeout=APPLY_TIMEOUT_S, ok_codes=ok_codes)
 
+    def var_args(self, **overrides: str) -> list[str]:
+        """The arguments a plan/apply/destroy of this stack needs: its tfvars and variables."""
+        return [f"-var-file=environments/{self.environment}.tfvars", *var_args({**self.variables, **overrides})]
+
     def close(self) -> None:
-        self.moto.stop()
+        if self.owns_moto:
+            self.moto.stop()
 
 
-def apply_stack(workdir: pathlib.Path, variables: dict[str, str] | None = None,
+def apply_stack(workdir: pathlib.Path, variables: dict[str, str | None] | None = None, environment: str = "dev",
+                moto: MotoServer | None = None,
                 prepare: Callable[[MotoServer], dict[str, str]] | None = None) -> TerraformStack:
-    """Start a moto server and ``terraform apply`` the whole module against it; ``prepare``
-    creates what the apply needs first and returns more variables."""
-    moto = MotoServer(extra_env={"MOTO_ECS_SERVICE_RUNNING": MOTO_RUNNING_TASKS})
+    """``terraform apply`` the whole module as ``environment`` (its tfvars, its state object in
+    the S3 state bucket) against ``moto``, or a new moto server whose state bucket this makes
+    with scripts/bootstrap-state.sh. The stack owns (and stops) only a server it started.
+    ``prepare`` creates what the apply needs first and returns more variables."""
+    own_moto = moto is None
+    moto = moto or MotoServer(extra_env={"MOTO_ECS_SERVICE_RUNNING": MOTO_RUNNING_TASKS}, program=MOTO_PROGRAM)
     try:
+        if own_moto:
+            bootstrap = bootstrap_state(moto)
+            assert bootstrap.returncode == 0, bootstrap.stderr
         prepare_account(moto)
         variables = {**STACK_VARS, **(variables or {}), **(prepare(moto) if prepare else {})}
-        module_dir = copy_module(workdir)
+        module_dir = copy_module(workdir, local_state=False)
         env = terraform_env(workdir, moto.env())
         timings: dict[str, float] = {}
 
@@ -248,16 +300,18 @@ def apply_stack(workdir: pathlib.Path, variables: dict[str, str] | None = None,
             timings[step] = round(time.monotonic() - started, 1)
             return proc
 
-        timed("init", "init", "-backend=false", "-no-color")
-        timed("plan", "plan", "-no-color", "-out=tfplan", *var_args(variables))
+        timed("init", "init", "-no-color", *s3_backend_args(workdir, moto, environment))
+        timed("plan", "plan", "-no-color", "-out=tfplan", f"-var-file=environments/{environment}.tfvars",
+              *var_args(variables))
         timed("apply", "apply", "-no-color", "tfplan")
         plan_json = json.loads(run(["show", "-json", "tfplan"], module_dir, env).stdout)
         outputs = {name: out["value"] for name, out in
                    json.loads(run(["output", "-json"], module_dir, env).stdout).items()}
     except BaseException:
-        moto.stop()
+        if own_moto:
+            moto.stop()
         raise
-    return TerraformStack(moto, module_dir, env, variables, outputs, plan_json, timings)
+    return TerraformStack(moto, module_dir, env, variables, outputs, plan_json, timings, environment, own_moto)
 
 
 _SHARED: dict[str, TerraformStack] = {}

@@ -141,8 +141,10 @@ resource "aws_ecs_service" "this" {
     }
   }
 
+  # The pipeline owns task-definition revisions, and auto scaling (autoscaling.tf) the task
+  # counts after the first apply: a re-apply must not reset either.
   lifecycle {
-    ignore_changes = [task_definition, availability_zone_rebalancing]
+    ignore_changes = [task_definition, desired_count, availability_zone_rebalancing]
   }
 
   # The target group must be attached to the ALB before a service can register into it, and a

@@ -72,3 +72,17 @@ output "api_token_secret_arn" {
   description = "Secrets Manager secret holding API_TOKEN, which API clients send as `Authorization: Bearer <token>`; null when api_token_enabled is false."
   value       = one(aws_secretsmanager_secret.api_token[*].arn)
 }
+
+output "github_variables" {
+  description = "The `gh variable set` commands that give this environment's GitHub environment the settings the deploy workflow reads (run them in a clone of the repository)."
+  value = join("\n", [for name, value in {
+    AWS_REGION              = var.region
+    AWS_ROLE_ARN            = aws_iam_role.github_actions.arn
+    ECS_CLUSTER             = aws_ecs_cluster.this.name
+    ORCHESTRATOR_SERVICE    = aws_ecs_service.this["orchestrator"].name
+    WORKER_SERVICE          = aws_ecs_service.this["worker"].name
+    ORCHESTRATOR_REPOSITORY = aws_ecr_repository.this["orchestrator"].name
+    WORKER_REPOSITORY       = aws_ecr_repository.this["worker"].name
+    ALB_URL                 = var.certificate_arn == null ? "http://${aws_lb.this.dns_name}" : "https://${aws_lb.this.dns_name}"
+  } : "gh variable set ${name} --env ${var.environment} --body '${value}'"])
+}

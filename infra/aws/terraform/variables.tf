@@ -371,3 +371,63 @@ variable "github_oidc_provider_arn" {
   description = "ARN of the account's GitHub OIDC provider. It is account-wide, shared by every repository and stack, so this module never creates or destroys it: ../account creates it once per account. null means the provider's fixed ARN, arn:<partition>:iam::<account>:oidc-provider/token.actions.githubusercontent.com."
   default     = null
 }
+
+# --- Scaling (autoscaling.tf) ---------------------------------------------------------------
+
+variable "autoscaling_enabled" {
+  type        = bool
+  description = "Scale both ECS services between their min and max task counts (target tracking); false keeps the desired counts fixed."
+  default     = true
+}
+
+variable "orchestrator_min_count" {
+  type        = number
+  description = "Fewest orchestrator tasks auto scaling keeps."
+  default     = 1
+}
+
+variable "orchestrator_max_count" {
+  type        = number
+  description = "Most orchestrator tasks auto scaling starts."
+  default     = 4
+
+  validation {
+    condition     = var.orchestrator_max_count >= var.orchestrator_min_count && var.orchestrator_min_count >= 1
+    error_message = "orchestrator_max_count must be >= orchestrator_min_count, and orchestrator_min_count >= 1."
+  }
+}
+
+variable "worker_min_count" {
+  type        = number
+  description = "Fewest worker tasks auto scaling keeps."
+  default     = 1
+}
+
+variable "worker_max_count" {
+  type        = number
+  description = "Most worker tasks auto scaling starts."
+  default     = 4
+
+  validation {
+    condition     = var.worker_max_count >= var.worker_min_count && var.worker_min_count >= 1
+    error_message = "worker_max_count must be >= worker_min_count, and worker_min_count >= 1."
+  }
+}
+
+variable "orchestrator_requests_per_task_target" {
+  type        = number
+  description = "ALB requests per orchestrator task per minute that auto scaling aims at (ALBRequestCountPerTarget)."
+  default     = 6000
+}
+
+variable "orchestrator_dispatch_busy_target_percent" {
+  type        = number
+  description = "Share of an orchestrator's dispatch threads (MAX_CONCURRENT_JOBS) in use that auto scaling aims at (DispatchSlotsBusyPercent)."
+  default     = 70
+}
+
+variable "worker_jobs_per_task_target" {
+  type        = number
+  description = "Jobs running per worker task that auto scaling aims at; a worker runs at most its MAX_CONCURRENT_JOBS (16) at once."
+  default     = 12
+}

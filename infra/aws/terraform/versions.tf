@@ -1,6 +1,7 @@
 terraform {
   # 1.11+ for write-only arguments and ephemeral resources (secrets.tf: tokens never in the
-  # state); 1.9+ already for variable validations that refer to other variables.
+  # state); 1.10+ for the S3 backend's lock file (backend.tf, use_lockfile); 1.9+ for variable
+  # validations that refer to other variables.
   required_version = ">= 1.11.0"
 
   required_providers {
@@ -10,5 +11,5 @@ terraform {
     }
   }
 
-  # No backend block: state is local until you add one (see README.md, "Remote state").
+  # The S3 backend is in backend.tf (README.md, "Environments and state").
 }
