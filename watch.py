@@ -125,6 +125,11 @@ class ObservedStore:
     def get(self, job_id: str) -> dict[str, Any] | None:
         return self._store.get(job_id)
 
+    def location(self) -> dict[str, str | None]:
+        """Where the wrapped store is (``DynamoStore.location``: region, endpoint); {} in memory."""
+        where: dict[str, str | None] = getattr(self._store, "location", dict)()
+        return where
+
     def claim(self, job_id: str, owner: str, lease_ms: int) -> dict[str, Any] | None:
         job = self._store.claim(job_id, owner, lease_ms)
         self._watch.changed(job_id)

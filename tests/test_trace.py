@@ -463,7 +463,10 @@ def test_both_scripts_hand_the_json_work_to_jobtimeline_py_under_their_own_name(
     assert sh.count('python3 "${TIMELINE}" --prog "${PROG}" ') == 3
     assert ps1.count("& $PYTHON $TIMELINE --prog $PROG ") == 3
     assert "/jobtimeline.py\"" in sh and "'jobtimeline.py'" in ps1
-    for default in ("/ecs/ghost-engine-orchestrator-dev", "/ecs/ghost-engine-worker-dev", "'us-east-1'",
+    # The region is the AWS settings chain's (lib/aws.ps1 holds its last default, us-east-1).
+    assert ". (Join-Path $PSScriptRoot 'lib' 'aws.ps1')" in ps1
+    assert "'us-east-1'" in (TRACE_PS1.parent / "lib" / "aws.ps1").read_text(encoding="utf-8")
+    for default in ("/ecs/ghost-engine-orchestrator-dev", "/ecs/ghost-engine-worker-dev",
                     "DEFAULT_SINCE_MINUTES -Value 60", "DEFAULT_PAGE_SIZE -Value 1000",
                     "--query 'events[].[message]' --output text"):
         assert default in ps1
