@@ -24,14 +24,15 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 README_TEST_COMMAND = "python -m pip install -q -r requirements-dev.txt && python -m pytest"
 TEST_WORKFLOW = "./.github/workflows/test.yml"
 CONFIGURE_AWS = "aws-actions/configure-aws-credentials"
-# Release commits, each checked against public workflow runs and pin tables (see the report of the
-# commit that added this file). A bump changes this table and the workflows together.
+# The commit of each action's current major release, read from the action's own repository
+# (/work/shared/ACTION-PINS.md: all on node24, which GitHub's hosted runners now run). Dependabot
+# (.github/dependabot.yml) proposes bumps; a bump changes this table and the workflows together.
 PINNED = {
-    "actions/checkout": "11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2",
-    "actions/setup-python": "a26af69be951a213d495a4c3e4e4022e16d87065 # v5.6.0",
-    "hashicorp/setup-terraform": "b9cd54a3c349d3f38e8881555d616ced269862dd # v3.1.2",
-    CONFIGURE_AWS: "b47578312673ae6fa5b5096b330d9fbac3d116df # v4.2.1",
-    "aws-actions/amazon-ecr-login": "062b18b96a7aff071d4dc91bc00c4c1a7945b076 # v2.0.1",
+    "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1",
+    "actions/setup-python": "5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0",
+    "hashicorp/setup-terraform": "dfe3c3f87815947d99a8997f908cb6525fc44e9e # v4.0.1",
+    CONFIGURE_AWS: "e6de054238d6b7531b4efff3b6587d9aade6a06c # v6.2.3",
+    "aws-actions/amazon-ecr-login": "03f1aad4c6c7ffd436567f42f9384779290529bd # v2.1.7",
     # Read from the actions' own repositories (tags v7.0.0 and v8.0.1, both node24).
     "actions/upload-artifact": "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0",
     "actions/download-artifact": "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c # v8.0.1",
@@ -137,7 +138,7 @@ def test_checkouts_do_not_persist_credentials():
 
 def test_no_expression_is_expanded_inside_a_run_script():
     runs = [step["run"] for _, _, job in jobs_with_steps() for step in job["steps"] if "run" in step]
-    assert len(runs) == 13  # test.yml 2, image.yml 6, release.yml 5
+    assert len(runs) == 14  # test.yml 2, image.yml 6, release.yml 6
     for script in runs:
         assert "${{" not in script, script
 
@@ -260,15 +261,112 @@ def test_release_pushes_exactly_the_tested_image_then_runs_deploy_script_with_th
     assert job_steps[1]["with"] == {"name": "image"}
     runs = [s for s in job_steps if "run" in s]
     assert runs[0]["run"] == "gunzip --stdout image.tar.gz | docker load"
-    push = runs[1]
-    assert push["env"] == {"REGISTRY": "${{ steps.ecr.outputs.registry }}", "IMAGE_TAG": "${{ github.sha }}"}
+    missing, push = runs[1], runs[2]
+    assert missing["id"] == "missing" and push["if"] == "steps.missing.outputs.repos != ''"
+    assert push["env"] == {"REGISTRY": "${{ steps.ecr.outputs.registry }}", "IMAGE_TAG": "${{ github.sha }}",
+                           "MISSING": "${{ steps.missing.outputs.repos }}"}
     assert "docker build" not in push["run"]  # no rebuild: the image that passed image.yml
     assert 'docker tag "$IMAGE" "$REGISTRY/$repo:$IMAGE_TAG"' in push["run"]
     assert 'docker push "$REGISTRY/$repo:$IMAGE_TAG"' in push["run"]
-    assert runs[2]["run"] == 'scripts/deploy.sh "$GITHUB_SHA"'
-    assert runs[3]["env"] == {"ALB_URL": "${{ vars.ALB_URL }}"}
-    assert runs[3]["run"].rstrip().splitlines()[-1] == 'scripts/smoke-test.sh "$ALB_URL"'
-    assert len(runs) == 5
+    assert runs[3]["run"] == 'scripts/deploy.sh "$GITHUB_SHA"'
+    assert runs[4]["env"] == {"ALB_URL": "${{ vars.ALB_URL }}"}
+    assert runs[4]["run"].rstrip().splitlines()[-1] == 'scripts/smoke-test.sh "$ALB_URL"'
+    assert len(runs) == 6
+
+
+FAKE_AWS = r"""#!/usr/bin/env bash
+# describe-images: found for the repositories in $FAKE_HAS; $FAKE_DENY answers AccessDenied.
+echo "aws $*" >>"$CALLS"
+if [[ " $* " == *" describe-images "* ]]; then
+  [[ -z "${FAKE_DENY:-}" ]] || { echo "An error occurred (AccessDeniedException) when calling DescribeImages" >&2; exit 254; }
+  for repo in $FAKE_HAS; do [[ " $* " == *" --repository-name $repo "* ]] && exit 0; done
+  echo "An error occurred (ImageNotFoundException) when calling the DescribeImages operation" >&2
+  exit 254
+fi
+echo IMMUTABLE
+"""
+SHA = "3f9c2a1b7e4d5c6f8a9b0c1d2e3f4a5b6c7d8e9f"
+ORCH, WORKER = "ghost-engine-orchestrator-dev", "ghost-engine-worker-dev"
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def run_push_steps(tmp_path, has: str, deny: str = "") -> tuple[int, list[str]]:
+    """Runs release.yml's two push steps as GitHub would (bash -e, the job's and the step's env,
+    GITHUB_OUTPUT, the push step's `if` on the missing step's output), aws and docker faked."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(FAKE_AWS)
+    (bin_dir / "docker").write_text('#!/usr/bin/env bash\necho "docker $*" >>"$CALLS"\n')
+    for tool in ("aws", "docker"):
+        (bin_dir / tool).chmod(0o755)
+    calls, output = tmp_path / "calls", tmp_path / "github_output"
+    calls.touch()
+    output.touch()
+    job = load("release.yml")["jobs"]["release"]
+    job_env = {"ORCHESTRATOR_REPOSITORY": ORCH, "WORKER_REPOSITORY": WORKER, "IMAGE": f"ghost-engine:{SHA}"}
+    outputs: dict[str, str] = {}
+    expressions = {"${{ github.sha }}": SHA, "${{ steps.ecr.outputs.registry }}": REGISTRY}
+    for step in [s for s in job["steps"] if "run" in s][1:3]:
+        if "if" in step and not outputs.get("repos"):
+            continue
+        env = {**os.environ, **job_env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+               "CALLS": str(calls), "GITHUB_OUTPUT": str(output), "FAKE_HAS": has, "FAKE_DENY": deny}
+        for key, value in step.get("env", {}).items():
+            env[key] = expressions.get(value) or outputs.get(value.removeprefix("${{ steps.missing.outputs.")
+                                                              .removesuffix(" }}"), "")
+        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], env=env,
+                              capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            return proc.returncode, calls.read_text().splitlines()
+        outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    return 0, calls.read_text().splitlines()
+
+
+def pushes(calls: list[str]) -> list[str]:
+    return [c for c in calls if c.startswith(("docker build", "docker pull", "docker push"))]
+
+
+def test_a_first_release_pushes_the_tested_image_as_the_sha_to_both_repositories(tmp_path):
+    status, calls = run_push_steps(tmp_path, has="")
+    assert status == 0
+    assert pushes(calls) == [f"docker push {REGISTRY}/{ORCH}:{SHA}", f"docker push {REGISTRY}/{WORKER}:{SHA}"]
+
+
+def test_a_rerun_after_a_full_push_pushes_nothing(tmp_path):
+    """The immutable repositories would refuse a second image under the same SHA tag."""
+    status, calls = run_push_steps(tmp_path, has=f"{ORCH} {WORKER}")
+    assert status == 0
+    assert pushes(calls) == []
+
+
+def test_a_rerun_after_a_partial_push_pushes_only_to_the_repository_that_lacks_it(tmp_path):
+    status, calls = run_push_steps(tmp_path, has=ORCH)
+    assert status == 0
+    assert pushes(calls) == [f"docker push {REGISTRY}/{WORKER}:{SHA}"]
+
+
+def test_an_ecr_error_other_than_not_found_fails_the_step(tmp_path):
+    status, calls = run_push_steps(tmp_path, has="", deny="1")
+    assert status != 0
+    assert pushes(calls) == []
+
+
+def test_every_job_that_assumes_the_deploy_role_runs_in_a_github_environment():
+    """The role trusts `repo:<owner>/<name>:environment:<name>` only (infra/aws/terraform/ci.tf):
+    a job without `environment:` gets a `ref:` subject and could not assume it."""
+    found = 0
+    for _, name, job in jobs_with_steps():
+        if CONFIGURE_AWS in uses_of(job):
+            assert job.get("environment"), name
+            found += 1
+    assert found == 1
+
+
+def test_dependabot_keeps_actions_pip_and_docker_fresh():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    assert config["version"] == 2
+    assert sorted((u["package-ecosystem"], u["directory"], u["schedule"]["interval"]) for u in config["updates"]) == [
+        ("docker", "/", "weekly"), ("github-actions", "/", "weekly"), ("pip", "/", "weekly")]
 
 
 def test_release_then_verifies_the_deployment_read_only_failing_the_run_on_a_failed_check():
