@@ -170,8 +170,9 @@ roll_back() {
       echo "${PROG}: ${SERVICES[i]}: could not be rolled back to ${PREVIOUS[i]##*/}" >&2
     fi
   done
-  # The deploy's own bounded wait, in a subshell: its failure (a timeout) ends the subshell only.
-  if (wait_stable "${SERVICES[@]}"); then
+  # The deploy's own bounded wait, in a subshell (its failure ends the subshell only), quietly:
+  # its outcome is the one line below.
+  if (wait_stable "${SERVICES[@]}") >/dev/null 2>&1; then
     echo "${PROG}: rolled back: ${SERVICES[0]} ${PREVIOUS[0]##*/}, ${SERVICES[1]} ${PREVIOUS[1]##*/} (stable)" >&2
   else
     echo "${PROG}: rollback requested, but the services were not stable within ${TIMEOUT_SECONDS}s" >&2

@@ -213,8 +213,10 @@ def test_while_waiting_a_progress_line_per_poll_names_each_services_tasks_and_ro
     elapsed = [int(seconds) for seconds, _ in polls]  # each poll's seconds since the wait began
     # A poll starts at most at the bound (bash counts whole seconds), and none after it.
     assert len(elapsed) >= 2 and elapsed[0] == 0 and elapsed == sorted(elapsed) and elapsed[-1] <= 3
-    assert result.stderr.splitlines()[-1] == (
-        f"{script.name}: timed out after 3s waiting for service(s) to stabilise: worker")
+    errors = result.stderr.splitlines()
+    timed_out = errors.index(f"{script.name}: timed out after 3s waiting for service(s) to stabilise: worker")
+    # Then the paired rollback (its own bounded wait is quiet: no progress lines after the bound).
+    assert errors[timed_out + 1] == f"{script.name}: rolling back both services to their previous revisions (no mixed versions)"
 
 
 def test_deploy_waits_with_its_own_describe_services_loop_and_never_passes_region(script, moto, stack, tmp_path):
@@ -301,7 +303,7 @@ def test_deploy_starts_from_the_latest_revision_terraform_registered_not_the_run
         assert stack.ecs.register_task_definition(**spec, tags=tags)["taskDefinition"]["revision"] == 2
     result = run_deploy(script, moto, NEW_TAG)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[:2] == [
+    assert result.stdout.splitlines()[1:3] == [  # after the "deploying <tag> to cluster ..." line
         f"orchestrator: ghost-engine-orchestrator-dev:1 -> ghost-engine-orchestrator-dev:3 (image tag {NEW_TAG})",
         f"worker: ghost-engine-worker-dev:1 -> ghost-engine-worker-dev:3 (image tag {NEW_TAG})"]
     for service, repo in REPOS.items():

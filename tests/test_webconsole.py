@@ -63,7 +63,7 @@ def test_post_to_the_page_is_405_and_an_unknown_console_file_404():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("POST", "/", b"{}", {"Content-Type": "application/json"})
         resp = conn.getresponse()
-        assert (resp.status, resp.headers["Allow"]) == (405, "GET")
+        assert (resp.status, resp.headers["Allow"]) == (405, "GET, HEAD")
         conn.close()
 
 

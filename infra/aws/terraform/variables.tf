@@ -399,8 +399,13 @@ variable "orchestrator_max_count" {
 
 variable "worker_min_count" {
   type        = number
-  description = "Fewest worker tasks auto scaling keeps."
-  default     = 1
+  description = "Fewest worker tasks auto scaling keeps: at least 2, so replacing one never leaves the orchestrators nothing to dial (Cloud Map keeps a stopped worker's address for its DNS TTL)."
+  default     = 2
+
+  validation {
+    condition     = var.worker_min_count >= 2
+    error_message = "worker_min_count must be at least 2: with one worker, its replacement leaves the orchestrators nothing to dial."
+  }
 }
 
 variable "worker_max_count" {
