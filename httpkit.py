@@ -226,8 +226,9 @@ class JsonHandler(BaseHTTPRequestHandler):
         try:
             self._route(path)
         finally:
-            self.server.active.leave()
+            # The access line is part of the request: a drain that waits for idle also waits for it.
             log.access(self.command, path, self.status_sent, round((time.perf_counter() - started) * 1000, 2))
+            self.server.active.leave()
             cpugate.leave_if_held()
             logjson.job_id.reset(job_token)
             logjson.request_id.reset(rid_token)
