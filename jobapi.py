@@ -98,7 +98,10 @@ def _idempotency_key(h: JsonHandler) -> str | None:
 def _preferred_wait(h: JsonHandler) -> float | None:
     """``wait=N`` from ``Prefer`` (RFC 7240), clamped to MAX_WAIT_SECONDS; preferences it
     does not understand (or a malformed wait) are ignored, as the RFC asks."""
-    for preference in (h.headers.get("prefer") or "").split(","):
+    prefer = h.headers.get("prefer")
+    if prefer is None:  # the usual submit: nothing to parse
+        return None
+    for preference in prefer.split(","):
         name, _, value = preference.split(";", 1)[0].strip().partition("=")
         if name.strip().lower() == "wait" and value.strip().isdigit():
             return float(min(int(value.strip()), MAX_WAIT_SECONDS))
