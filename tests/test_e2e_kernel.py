@@ -249,6 +249,6 @@ def test_log_lines_are_written_in_batches_and_all_of_them_on_sigterm(services):
     messages = [x["message"] for x in worker.lines()]
     # The client has its answer before the server writes the access line, so the second request's
     # line may follow "stopping" (the drain waits for it); every line comes before "stopped".
-    assert messages[0] == "listening" and messages[-1] == "stopped" and messages.count("stopping") == 1
+    assert messages[0] == "listening" and messages[-1] == "stopped"
     assert [x["path"] for x in worker.lines() if x["message"] == "request"] == ["/healthz", "/healthz"]
     assert sorted(messages) == sorted(["listening", "request", "request", "stopping", "stopped"])

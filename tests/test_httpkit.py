@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import re
@@ -9,6 +10,7 @@ import socket
 
 import pytest
 
+import jsonbody
 from httpapp import RawExchange, assert_still_serving, call, port, raw, server
 from httpkit import HTTPError, Router
 from logcapture import wait_for_line
@@ -428,3 +430,22 @@ def test_no_plain_text_reaches_stderr(port, raw, logs, capfd):
     call(port, "GET", "/boom")
     wait_for_line(logs, lambda x: x.get("path") == "/boom")
     assert capfd.readouterr().err == ""
+
+
+def test_the_shared_body_decoder_gives_each_thread_its_own_answer():
+    """jsonbody decodes with one decoder shared by every request thread; bodies decoded at
+    once on 8 threads (valid ones, and ones refused for a duplicate key) each get their own
+    result, as decoded alone."""
+    def decode(i: int) -> object:
+        raw = (b'{"k%d":{"a":%d,"b":[%d]},"n":%d}' % (i, i, i, i) if i % 3
+               else b'{"k%d":1,"z":{"d":1,"d":2}}' % i)
+        try:
+            return jsonbody.decode(raw)
+        except jsonbody.BodyError as exc:
+            return str(exc)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(decode, range(20_000)))
+    assert results == [decode(i) for i in range(20_000)]
+    assert results[1] == {"k1": {"a": 1, "b": [1]}, "n": 1}
+    assert results[3] == "body has the key 'd' more than once"
